@@ -1,0 +1,1 @@
+"""Stage 2: extend a Llama SentencePiece tokenizer with a Traditional Chinese vocabulary."""
