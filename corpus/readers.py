@@ -96,6 +96,7 @@ _ACCEPTED = (
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20  # raw bytes read at a time
 _MAX_OUT = 1 << 22  # decompressed bytes produced per zlib call (bounds memory on gzip bombs)
+_WARC_HOLD = 1 << 26  # a WARC gzip member up to this size is CRC-checked before warcio sees it
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -275,8 +276,10 @@ class _Gunzip:
     remembers at which raw offset recent members start so a reader can skip a broken one.
     """
 
-    def __init__(self, fh: IO[bytes], start: int = 0) -> None:
+    def __init__(self, fh: IO[bytes], start: int = 0, hold: int = 0) -> None:
         self.fh = fh
+        self.hold = hold
+        self.failed: _GzipError | None = None
         fh.seek(start)
         self.inp = b""  # raw bytes not yet consumed by the decompressor
         self.inp_off = start  # raw offset of inp[0]
@@ -305,9 +308,20 @@ class _Gunzip:
         return bool(data)
 
     def _fill(self) -> bool:
-        """Decompress the next piece into `buf`; False at the clean end of the file."""
+        """Decompress the next piece into `buf`; False at the clean end of the file.
+
+        With `hold`, a member's bytes are released only once the member is complete (its CRC
+        checked) or `hold` bytes are pending, so a corrupt WARC record never reaches the parser.
+        Data before a truncation point is released first; the error comes on the next call.
+        """
+        if self.failed is not None:
+            raise self.failed
+        pending: list[bytes] = []
+        size = 0
         while True:
             if self.d is None or self.d.eof:
+                if pending:
+                    break
                 # between members: skip NUL padding, then expect the gzip magic
                 while True:
                     stripped = self.inp.lstrip(b"\x00")
@@ -324,20 +338,27 @@ class _Gunzip:
                 self.member_off = self.inp_off
                 self.members.append((self.produced, self.inp_off))
             if not self.inp and not self._more_input():
-                raise _GzipError("truncated_gzip", self.member_off,
-                                 f"the file ends inside the gzip member starting at byte {self.member_off}")
+                self.failed = _GzipError("truncated_gzip", self.member_off,
+                                         f"the file ends inside the gzip member starting at byte {self.member_off}")
+                if pending:
+                    break
+                raise self.failed
             try:
                 out = self.d.decompress(self.inp, _MAX_OUT)
             except zlib.error as e:
-                raise _GzipError("corrupt_gzip", self.member_off,
-                                 f"gzip member at byte {self.member_off}: {e}") from None
+                self.failed = _GzipError("corrupt_gzip", self.member_off, f"gzip member at byte {self.member_off}: {e}")
+                raise self.failed from None
             rest = self.d.unused_data if self.d.eof else self.d.unconsumed_tail
             self.inp_off += len(self.inp) - len(rest)
             self.inp = rest
             if out:
-                self.buf, self.bufpos = out, 0
+                pending.append(out)
+                size += len(out)
                 self.produced += len(out)
-                return True
+                if size >= self.hold:
+                    break
+        self.buf, self.bufpos = (pending[0] if len(pending) == 1 else b"".join(pending)), 0
+        return True
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
@@ -353,12 +374,12 @@ class _Gunzip:
         return out
 
 
-def _open_stream(fh: IO[bytes], start: int = 0) -> IO[bytes] | _Gunzip:
+def _open_stream(fh: IO[bytes], start: int = 0, hold: int = 0) -> IO[bytes] | _Gunzip:
     """The file's content: decompressed when it starts with the gzip magic, whatever its name."""
     fh.seek(0)
     gz = fh.read(2) == _GZIP_MAGIC
     if gz:
-        return _Gunzip(fh, start)
+        return _Gunzip(fh, start, hold)
     fh.seek(start)
     return fh
 
@@ -598,6 +619,9 @@ def _warc_item(source: str, record: Any, where: str, fallback_id: str,
     if rtype not in ("conversion", "response"):
         return None
     rid = _record_id(record, fallback_id)
+    length = (record.rec_headers.get_header("Content-Length") or "").strip()
+    if not length.isdigit():
+        return ReadIssue(source, "corrupt_warc_record", where, _oneline(f"{rid}: invalid Content-Length {length!r}"))
     url = record.rec_headers.get_header("WARC-Target-URI") or None
     date = record.rec_headers.get_header("WARC-Date") or None
     if rtype == "conversion":
@@ -641,12 +665,17 @@ def _warc_reader(extract: Callable[[str, str | None], str]
     return reader
 
 
+def _record_start(stream: IO[bytes] | _Gunzip, records: Any) -> int:
+    """Raw offset of the record warcio is on (warcio counts decompressed bytes)."""
+    return stream.member_at(records.offset) if isinstance(stream, _Gunzip) else records.offset
+
+
 def _iter_warc(source: str, fh: IO[bytes], extract: Callable[[str, str | None], str]
                ) -> Iterator[RawDoc | ReadIssue]:
     """Read WARC/WET records with warcio; after a corrupt record, resume at the next record start.
 
     One issue is reported per corrupt stretch: a restart that fails before parsing any record
-    (a false gzip magic inside compressed data) belongs to the stretch already reported.
+    (say, at a false gzip magic inside compressed data) belongs to the stretch already reported.
     """
     from warcio.archiveiterator import ArchiveIterator
 
@@ -657,35 +686,39 @@ def _iter_warc(source: str, fh: IO[bytes], extract: Callable[[str, str | None], 
     start = 0
     in_bad_stretch = False
     while True:
-        stream = _open_stream(fh, start)
+        stream = _open_stream(fh, start, hold=_WARC_HOLD)
         records = ArchiveIterator(stream)
+
         failed: tuple[str, int, str] | None = None
         try:
-            while True:
+            while failed is None:
                 try:
                     record = next(records)
                 except StopIteration:
-                    break
+                    return
                 except _GzipError:
                     raise
                 except Exception as e:  # warcio raises ArchiveLoadFailed, ValueError, ... on bad records
-                    at = stream.member_at(records.offset) if isinstance(stream, _Gunzip) else records.offset
+                    at = _record_start(stream, records)
                     failed = ("corrupt_warc_record", at, _oneline(f"byte {at}: {type(e).__name__}: {e}"))
                     break
                 record_no += 1
                 in_bad_stretch = False
                 item = _warc_item(source, record, f"record {record_no}", f"{base}:{record_no}", extract)
-                if item is not None:
-                    yield item
-                    if isinstance(item, ReadIssue) and item.reason == "truncated_record":
-                        return
+                if item is None:
+                    continue
+                yield item
+                if isinstance(item, ReadIssue) and item.reason == "truncated_record":
+                    return
+                if isinstance(item, ReadIssue) and item.reason == "corrupt_warc_record":
+                    # its length cannot be trusted: do not let warcio read on from here
+                    in_bad_stretch = True
+                    failed = (item.reason, _record_start(stream, records), item.detail)
         except _GzipError as e:
             if e.reason == "truncated_gzip":
                 yield _gzip_issue(source, e, f"record {record_no + 1}")
                 return
             failed = (e.reason, e.member_offset, e.detail)
-        if failed is None:
-            return
         reason, at, detail = failed
         if not in_bad_stretch:
             record_no += 1
