@@ -1,0 +1,147 @@
+"""`zhtw-tok`: build, verify and evaluate a Llama tokenizer extended with a Traditional Chinese vocabulary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from zhtw.corpus.readers import InputError
+from zhtw.tokenizer.build import DEFAULT_VOCAB_SIZE, BuildConfig, build
+from zhtw.tokenizer.errors import TokenizerStageError
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="zhtw-tok",
+        description="Extend a SentencePiece BPE (Llama-family) tokenizer with a Traditional Chinese vocabulary.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser(
+        "build",
+        help="train, merge, export and verify an extended tokenizer",
+        description="Train a SentencePiece BPE vocabulary on the corpus, merge the pieces that save the most "
+        "tokens into the base (below every base piece, so English and code are unchanged), write Hugging Face "
+        "tokenizer files plus zhtw_tokenizer.json, and verify them. Rerunning on a finished output is a no-op.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    b.add_argument("--base", required=True, help="base tokenizer: a Hugging Face directory with tokenizer.model, or a "
+                   "bare tokenizer.model (SentencePiece BPE with byte fallback, e.g. Llama-2, Mistral, stories260K)")
+    b.add_argument("--corpus", required=True, nargs="+", metavar="PATH",
+                   help="corpus files, directories or globs (JSONL(.gz), Parquet, WET/WARC, .txt; a zhtw-corpus output dir)")
+    b.add_argument("--output", required=True, help="output directory for the tokenizer files and metadata")
+    b.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE,
+                   help="total pieces of the extended tokenizer, base included (a multiple of 64 suits GPUs)")
+    b.add_argument("--text-key", default="text", help="JSON/Parquet field that holds the document text")
+    b.add_argument("--sample-mb", type=float, default=256.0,
+                   help="at most this many MB of UTF-8 text are sampled (seeded) for training")
+    b.add_argument("--heldout-mb", type=float, default=3.0,
+                   help="MB of documents held back from training to choose pieces by measured token savings")
+    b.add_argument("--candidate-factor", type=float, default=1.5,
+                   help="train this many times the needed new pieces as candidates (plus the characters)")
+    b.add_argument("--prune-rounds", type=int, default=3,
+                   help="rounds of encode-and-prune when choosing pieces by savings on the held-back text")
+    b.add_argument("--seed", type=int, default=0, help="seed for sampling; same inputs and seed give the same tokenizer")
+    b.add_argument("--character-coverage", type=float, default=0.9995,
+                   help="share of characters the trained vocabulary covers (rarer ones fall back to bytes)")
+    b.add_argument("--max-piece-length", type=int, default=16, help="longest trained piece, in characters")
+    b.add_argument("--all-scripts", action="store_true",
+                   help="also add new pieces without Chinese characters (changes English/code tokenisation)")
+    b.add_argument("--num-threads", type=int, default=os.cpu_count() or 1, help="threads for training and encoding")
+    b.add_argument("--keep-candidates", action="store_true",
+                   help="also write candidates.model, the trained SentencePiece vocabulary the pieces came from")
+    b.add_argument("--no-verify", action="store_true", help="skip the verification after building")
+    b.add_argument("--overwrite", action="store_true", help="replace an output directory built from other inputs")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--verbose", action="store_true", help="show SentencePiece's trainer log")
+
+    v = sub.add_parser(
+        "verify",
+        help="check every invariant of an extended tokenizer",
+        description="Check base ids and special tokens unchanged, no duplicate or unbuildable pieces, new scores "
+        "below the base, sentencepiece = HF slow = HF fast ids, decode(encode(x)) == x, and English/code "
+        "(Python standard library sources, README) tokenised exactly as by the base. Exit 1 with the offending "
+        "example on the first failure.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    v.add_argument("directory", help="a zhtw-tok build output directory")
+    v.add_argument("--text", nargs="*", default=[], metavar="PATH",
+                   help="more texts to check: corpus files/dirs/globs, or any text file read whole (e.g. .py, .md)")
+    v.add_argument("--base", default=None,
+                   help="base tokenizer to compare with (default: the one recorded in zhtw_tokenizer.json)")
+
+    e = sub.add_parser(
+        "eval",
+        help="compare tokenizers' compression on text files",
+        description="Per text file and tokenizer: characters per token, tokens per 1,000 Han characters, "
+        "byte-fallback share and unused new pieces (pieces the first tokenizer lacks). Writes eval.md, eval.json "
+        "and eval.png and prints the table.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    e.add_argument("tokenizers", nargs="+", metavar="TOKENIZER",
+                   help="tokenizer directories or tokenizer.model files; the first is the reference (usually the base)")
+    e.add_argument("--text", nargs="+", required=True, metavar="PATH",
+                   help="text files to measure, each reported separately (corpus formats or plain text)")
+    e.add_argument("--text-key", default="text", help="JSON/Parquet field that holds the document text")
+    e.add_argument("--output", default="tokenizer_eval", help="directory for eval.md, eval.json and eval.png")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "build":
+            cfg = BuildConfig(
+                base=args.base,
+                corpus=list(args.corpus),
+                output=args.output,
+                vocab_size=args.vocab_size,
+                text_key=args.text_key,
+                sample_mb=args.sample_mb,
+                heldout_mb=args.heldout_mb,
+                candidate_factor=args.candidate_factor,
+                prune_rounds=args.prune_rounds,
+                seed=args.seed,
+                character_coverage=args.character_coverage,
+                max_piece_length=args.max_piece_length,
+                zh_only=not args.all_scripts,
+                num_threads=args.num_threads,
+                verify=not args.no_verify,
+                keep_candidates=args.keep_candidates,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+                verbose=args.verbose,
+            )
+            build(cfg, log=lambda m: print(m, flush=True))
+        elif args.command == "verify":
+            from zhtw.tokenizer.verify import verify_paths
+
+            report = verify_paths(args.directory, args.text, base=args.base)
+            print(
+                f"OK: {report['vocab_size']:,} pieces ({report['added']:,} added); {report['texts']:,} texts, "
+                f"{report['english_texts']:,} without Chinese; invariants: {', '.join(report['invariants'])}"
+            )
+        elif args.command == "eval":
+            from zhtw.tokenizer.evaluate import evaluate, markdown, write_report
+
+            result = evaluate(args.tokenizers, args.text, text_key=args.text_key)
+            paths = write_report(result, args.output)
+            print(markdown(result))
+            print(f"wrote {paths['markdown']}, {paths['json']}, {paths['png']}")
+    except (TokenizerStageError, InputError) as e:
+        _err(f"zhtw-tok {args.command}: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
