@@ -59,6 +59,7 @@ except ImportError:  # orjson is a declared dependency; the stdlib keeps a broke
     def _loads(line: bytes) -> Any:
         return json.loads(line.decode("utf-8"))
 
+
 __all__ = [
     "FORMATS",
     "InputError",
@@ -137,8 +138,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     for suffix, fmt in SUPPORTED_EXTENSIONS.items():
         if name.endswith(suffix):
             return fmt
-    raise InputError(f"{os.fspath(path)}: unsupported file type; supported extensions: "
-                     + ", ".join(SUPPORTED_EXTENSIONS))
+    raise InputError(
+        f"{os.fspath(path)}: unsupported file type; supported extensions: " + ", ".join(SUPPORTED_EXTENSIONS)
+    )
 
 
 def _is_supported(name: str) -> bool:
@@ -214,11 +216,14 @@ def iter_file(
     keys = tuple(dict.fromkeys((text_key, *fallback_text_keys)))
     if fmt in ("wet", "warc"):
         reader: Callable[[str, IO[bytes]], Iterator[RawDoc | ReadIssue]] = _warc_reader(
-            _html_extractor(html_extractor))
+            _html_extractor(html_extractor)
+        )
     elif fmt == "jsonl":
+
         def reader(src: str, fh: IO[bytes]) -> Iterator[RawDoc | ReadIssue]:
             return _iter_jsonl(src, fh, keys)
     elif fmt == "parquet":
+
         def reader(src: str, fh: IO[bytes]) -> Iterator[RawDoc | ReadIssue]:
             return _iter_parquet(src, fh, keys)
     else:
@@ -226,8 +231,9 @@ def iter_file(
     return _guarded(source, reader)
 
 
-def _guarded(source: str, reader: Callable[[str, IO[bytes]], Iterator[RawDoc | ReadIssue]]
-             ) -> Iterator[RawDoc | ReadIssue]:
+def _guarded(
+    source: str, reader: Callable[[str, IO[bytes]], Iterator[RawDoc | ReadIssue]]
+) -> Iterator[RawDoc | ReadIssue]:
     """Open the file, report unreadable and empty files, and turn I/O errors into issues."""
     try:
         fh = open(source, "rb")  # noqa: SIM115 -- closed below, the generator may be abandoned
@@ -245,8 +251,12 @@ def _guarded(source: str, reader: Callable[[str, IO[bytes]], Iterator[RawDoc | R
         if produced == 0:
             yield ReadIssue(source, "empty_file", "file", "the file holds no documents")
     except OSError as e:
-        yield ReadIssue(source, "unreadable_file", f"after {produced} units",
-                        _oneline(f"{type(e).__name__}: {e.strerror or e}"))
+        yield ReadIssue(
+            source,
+            "unreadable_file",
+            f"after {produced} units",
+            _oneline(f"{type(e).__name__}: {e.strerror or e}"),
+        )
     finally:
         fh.close()
 
@@ -332,21 +342,29 @@ class _Gunzip:
                 if not self.inp:
                     return False
                 if not self.inp.startswith(_GZIP_MAGIC):
-                    raise _GzipError("corrupt_gzip", self.inp_off,
-                                     f"byte {self.inp_off}: data after the last gzip member is not gzip")
+                    raise _GzipError(
+                        "corrupt_gzip",
+                        self.inp_off,
+                        f"byte {self.inp_off}: data after the last gzip member is not gzip",
+                    )
                 self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self.member_off = self.inp_off
                 self.members.append((self.produced, self.inp_off))
             if not self.inp and not self._more_input():
-                self.failed = _GzipError("truncated_gzip", self.member_off,
-                                         f"the file ends inside the gzip member starting at byte {self.member_off}")
+                self.failed = _GzipError(
+                    "truncated_gzip",
+                    self.member_off,
+                    f"the file ends inside the gzip member starting at byte {self.member_off}",
+                )
                 if pending:
                     break
                 raise self.failed
             try:
                 out = self.d.decompress(self.inp, _MAX_OUT)
             except zlib.error as e:
-                self.failed = _GzipError("corrupt_gzip", self.member_off, f"gzip member at byte {self.member_off}: {e}")
+                self.failed = _GzipError(
+                    "corrupt_gzip", self.member_off, f"gzip member at byte {self.member_off}: {e}"
+                )
                 raise self.failed from None
             rest = self.d.unused_data if self.d.eof else self.d.unconsumed_tail
             self.inp_off += len(self.inp) - len(rest)
@@ -430,8 +448,9 @@ def _opt_str(*values: Any) -> str | None:
     return None
 
 
-def _record_doc(source: str, obj: dict[str, Any], keys: tuple[str, ...], fallback_id: str, where: str
-                ) -> RawDoc | ReadIssue:
+def _record_doc(
+    source: str, obj: dict[str, Any], keys: tuple[str, ...], fallback_id: str, where: str
+) -> RawDoc | ReadIssue:
     text, reason, detail = _pick_text(obj, keys)
     if text is None:
         return ReadIssue(source, reason, where, detail)
@@ -462,7 +481,9 @@ def _iter_jsonl(source: str, fh: IO[bytes], keys: tuple[str, ...]) -> Iterator[R
                 try:
                     line.decode("utf-8")
                 except UnicodeDecodeError as u:
-                    yield ReadIssue(source, "invalid_utf8", where, f"invalid UTF-8 at byte {u.start} of the line")
+                    yield ReadIssue(
+                        source, "invalid_utf8", where, f"invalid UTF-8 at byte {u.start} of the line"
+                    )
                 else:
                     yield ReadIssue(source, "invalid_json", where, _oneline(str(e)))
                 continue
@@ -492,9 +513,15 @@ def _iter_parquet(source: str, fh: IO[bytes], keys: tuple[str, ...]) -> Iterator
         return
     text_cols = [k for k in keys if k in names]
     if not text_cols:
-        yield ReadIssue(source, "missing_text_column", "schema",
-                        _oneline(f"none of the columns {', '.join(keys)} exists ({pf.metadata.num_rows} rows "
-                                 f"unread); columns: {', '.join(sorted(names))}"))
+        yield ReadIssue(
+            source,
+            "missing_text_column",
+            "schema",
+            _oneline(
+                f"none of the columns {', '.join(keys)} exists ({pf.metadata.num_rows} rows "
+                f"unread); columns: {', '.join(sorted(names))}"
+            ),
+        )
         return
     columns = text_cols + [c for c in ("id", "digest", "url", "date", "date_download") if c in names]
     row = 0
@@ -510,8 +537,12 @@ def _iter_parquet(source: str, fh: IO[bytes], keys: tuple[str, ...]) -> Iterator
                     row += 1
                     done += 1
         except errors as e:
-            yield ReadIssue(source, "corrupt_parquet", f"row group {group} (row {row})",
-                            _oneline(f"{group_rows - done} rows unread: {type(e).__name__}: {e}"))
+            yield ReadIssue(
+                source,
+                "corrupt_parquet",
+                f"row group {group} (row {row})",
+                _oneline(f"{group_rows - done} rows unread: {type(e).__name__}: {e}"),
+            )
             row += group_rows - done
 
 
@@ -580,7 +611,9 @@ def _decode_html(payload: bytes, content_type: str | None) -> str:
 
 def _looks_like_html(payload: bytes) -> bool:
     head = payload[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return head.startswith((b"<!doctype html", b"<html")) or any(t in head for t in (b"<html", b"<head", b"<body"))
+    return head.startswith((b"<!doctype html", b"<html")) or any(
+        t in head for t in (b"<html", b"<head", b"<body")
+    )
 
 
 def _find_resync(fh: IO[bytes], start: int, gz: bool) -> int | None:
@@ -594,7 +627,7 @@ def _find_resync(fh: IO[bytes], start: int, gz: bool) -> int | None:
         hit = data.find(pattern)
         if hit >= 0:
             return offset - len(carry) + hit + skip
-        carry = data[-(len(pattern) - 1):]
+        carry = data[-(len(pattern) - 1) :]
         offset += len(chunk)
     return None
 
@@ -612,8 +645,9 @@ def _record_id(record: Any, fallback: str) -> str:
     return rid.strip().strip("<>") if rid else fallback
 
 
-def _warc_item(source: str, record: Any, where: str, fallback_id: str,
-               extract: Callable[[str, str | None], str]) -> RawDoc | ReadIssue | None:
+def _warc_item(
+    source: str, record: Any, where: str, fallback_id: str, extract: Callable[[str, str | None], str]
+) -> RawDoc | ReadIssue | None:
     """Turn one parsed WARC record into a document, an issue, or None for non-document records."""
     rtype = record.rec_type
     if rtype not in ("conversion", "response"):
@@ -621,7 +655,9 @@ def _warc_item(source: str, record: Any, where: str, fallback_id: str,
     rid = _record_id(record, fallback_id)
     length = (record.rec_headers.get_header("Content-Length") or "").strip()
     if not length.isdigit():
-        return ReadIssue(source, "corrupt_warc_record", where, _oneline(f"{rid}: invalid Content-Length {length!r}"))
+        return ReadIssue(
+            source, "corrupt_warc_record", where, _oneline(f"{rid}: invalid Content-Length {length!r}")
+        )
     url = record.rec_headers.get_header("WARC-Target-URI") or None
     date = record.rec_headers.get_header("WARC-Date") or None
     if rtype == "conversion":
@@ -631,7 +667,9 @@ def _warc_item(source: str, record: Any, where: str, fallback_id: str,
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            return ReadIssue(source, "invalid_utf8", where, f"{rid}: invalid UTF-8 at byte {e.start} of the payload")
+            return ReadIssue(
+                source, "invalid_utf8", where, f"{rid}: invalid UTF-8 at byte {e.start} of the payload"
+            )
         return RawDoc(text=text, id=rid, url=url, source=source, date=date)
 
     http = record.http_headers
@@ -649,7 +687,9 @@ def _warc_item(source: str, record: Any, where: str, fallback_id: str,
     if _payload_cut_short(record):
         return ReadIssue(source, "truncated_record", where, f"{rid}: the file ends inside the record")
     if not mime and not _looks_like_html(payload):
-        return ReadIssue(source, "non_html_payload", where, f"{rid}: no content type and the payload is not HTML")
+        return ReadIssue(
+            source, "non_html_payload", where, f"{rid}: no content type and the payload is not HTML"
+        )
     try:
         text = extract(_decode_html(payload, ctype), url)
     except Exception as e:  # extractors raise many kinds of errors on hostile HTML
@@ -657,8 +697,9 @@ def _warc_item(source: str, record: Any, where: str, fallback_id: str,
     return RawDoc(text=text, id=rid, url=url, source=source, date=date)
 
 
-def _warc_reader(extract: Callable[[str, str | None], str]
-                 ) -> Callable[[str, IO[bytes]], Iterator[RawDoc | ReadIssue]]:
+def _warc_reader(
+    extract: Callable[[str, str | None], str],
+) -> Callable[[str, IO[bytes]], Iterator[RawDoc | ReadIssue]]:
     def reader(source: str, fh: IO[bytes]) -> Iterator[RawDoc | ReadIssue]:
         return _iter_warc(source, fh, extract)
 
@@ -670,8 +711,9 @@ def _record_start(stream: IO[bytes] | _Gunzip, records: Any) -> int:
     return stream.member_at(records.offset) if isinstance(stream, _Gunzip) else records.offset
 
 
-def _iter_warc(source: str, fh: IO[bytes], extract: Callable[[str, str | None], str]
-               ) -> Iterator[RawDoc | ReadIssue]:
+def _iter_warc(
+    source: str, fh: IO[bytes], extract: Callable[[str, str | None], str]
+) -> Iterator[RawDoc | ReadIssue]:
     """Read WARC/WET records with warcio; after a corrupt record, resume at the next record start.
 
     One issue is reported per corrupt stretch: a restart that fails before parsing any record
