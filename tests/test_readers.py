@@ -28,14 +28,26 @@ SAMPLE = REPO / "corpus" / "sample" / "sample.warc.wet.gz"
 # --------------------------------------------------------------------------- builders
 
 
-def _record(kind: str, payload: bytes, *, url: str = "https://example.org/", gz: bool = True,
-            http: StatusAndHeaders | None = None) -> bytes:
+def _record(
+    kind: str,
+    payload: bytes,
+    *,
+    url: str = "https://example.org/",
+    gz: bool = True,
+    http: StatusAndHeaders | None = None,
+) -> bytes:
     """One WARC record as bytes (its own gzip member when gz)."""
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=gz)
     content_type = "text/plain" if kind == "conversion" else ""
-    rec = writer.create_warc_record(url, kind, payload=io.BytesIO(payload), length=len(payload),
-                                    warc_content_type=content_type, http_headers=http)
+    rec = writer.create_warc_record(
+        url,
+        kind,
+        payload=io.BytesIO(payload),
+        length=len(payload),
+        warc_content_type=content_type,
+        http_headers=http,
+    )
     writer.write_record(rec)
     return buf.getvalue()
 
@@ -54,8 +66,13 @@ def _wet_members(texts: list[str], gz: bool = True) -> list[bytes]:
     ]
 
 
-def _response(body: bytes, content_type: str | None = "text/html; charset=utf-8", status: str = "200 OK",
-              url: str = "https://example.org/page", gz: bool = True) -> bytes:
+def _response(
+    body: bytes,
+    content_type: str | None = "text/html; charset=utf-8",
+    status: str = "200 OK",
+    url: str = "https://example.org/page",
+    gz: bool = True,
+) -> bytes:
     headers = [("Content-Type", content_type)] if content_type else []
     headers.append(("Content-Length", str(len(body))))
     http = StatusAndHeaders(status, headers, protocol="HTTP/1.1")
@@ -74,8 +91,10 @@ def _texts(n: int, tag: str = "doc") -> list[str]:
 
 
 def _html(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html><head><title>{title}</title></head><body><nav>Home | About</nav>"
-            f"<article><h1>{title}</h1><p>{body}</p><p>{body} {body}</p></article></body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><title>{title}</title></head><body><nav>Home | About</nav>"
+        f"<article><h1>{title}</h1><p>{body}</p><p>{body} {body}</p></article></body></html>"
+    )
 
 
 # --------------------------------------------------------------------------- names and paths
@@ -84,10 +103,18 @@ def _html(title: str, body: str) -> str:
 @pytest.mark.parametrize(
     ("name", "fmt"),
     [
-        ("CC-MAIN-1.warc.wet.gz", "wet"), ("a.wet.gz", "wet"), ("a.WET", "wet"),
-        ("a.warc.gz", "warc"), ("a.warc", "warc"),
-        ("a.jsonl", "jsonl"), ("a.jsonl.gz", "jsonl"), ("a.json.gz", "jsonl"), ("a.ndjson", "jsonl"),
-        ("a.parquet", "parquet"), ("a.txt", "txt"), ("a.txt.gz", "txt"),
+        ("CC-MAIN-1.warc.wet.gz", "wet"),
+        ("a.wet.gz", "wet"),
+        ("a.WET", "wet"),
+        ("a.warc.gz", "warc"),
+        ("a.warc", "warc"),
+        ("a.jsonl", "jsonl"),
+        ("a.jsonl.gz", "jsonl"),
+        ("a.json.gz", "jsonl"),
+        ("a.ndjson", "jsonl"),
+        ("a.parquet", "parquet"),
+        ("a.txt", "txt"),
+        ("a.txt.gz", "txt"),
     ],
 )
 def test_detect_format(name: str, fmt: str) -> None:
@@ -101,14 +128,29 @@ def test_detect_format_rejects_unsupported(name: str) -> None:
 
 
 def test_expand_inputs_dirs_globs_and_missing(tmp_path: Path) -> None:
-    for rel in ["a.jsonl", "sub/b.parquet", "sub/deeper/c.warc.wet.gz", ".hidden.jsonl", "_tmp/d.jsonl",
-                ".git/e.jsonl", "notes.md", "stats.json", "logs/run.log", "other/f.txt"]:
+    for rel in [
+        "a.jsonl",
+        "sub/b.parquet",
+        "sub/deeper/c.warc.wet.gz",
+        ".hidden.jsonl",
+        "_tmp/d.jsonl",
+        ".git/e.jsonl",
+        "notes.md",
+        "stats.json",
+        "logs/run.log",
+        "other/f.txt",
+    ]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
-    found = expand_inputs([tmp_path / "sub", tmp_path / "a.jsonl", str(tmp_path / "*.jsonl"), tmp_path / "sub"])
-    assert found == sorted(str(tmp_path / r) for r in ["a.jsonl", "sub/b.parquet", "sub/deeper/c.warc.wet.gz"])
+    found = expand_inputs(
+        [tmp_path / "sub", tmp_path / "a.jsonl", str(tmp_path / "*.jsonl"), tmp_path / "sub"]
+    )
+    assert found == sorted(
+        str(tmp_path / r) for r in ["a.jsonl", "sub/b.parquet", "sub/deeper/c.warc.wet.gz"]
+    )
     assert expand_inputs([tmp_path]) == sorted(
-        str(tmp_path / r) for r in ["a.jsonl", "sub/b.parquet", "sub/deeper/c.warc.wet.gz", "other/f.txt"])
+        str(tmp_path / r) for r in ["a.jsonl", "sub/b.parquet", "sub/deeper/c.warc.wet.gz", "other/f.txt"]
+    )
     assert expand_inputs(str(tmp_path / "**" / "*.parquet")) == [str(tmp_path / "sub/b.parquet")]
     # a named hidden file is read when asked for
     assert expand_inputs([tmp_path / ".hidden.jsonl"]) == [str(tmp_path / ".hidden.jsonl")]
@@ -183,14 +225,18 @@ def test_truncated_gzip_jsonl_keeps_every_complete_line(tmp_path: Path) -> None:
 
 def test_corrupt_warc_record_is_skipped_and_reading_continues(tmp_path: Path) -> None:
     members = _wet_members(_texts(4))
-    bad = gzip.compress(b"WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: many\r\n\r\nbroken\r\nbody\r\nlines\r\n\r\n")
+    bad = gzip.compress(
+        b"WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: many\r\n\r\nbroken\r\nbody\r\nlines\r\n\r\n"
+    )
     garbage = gzip.compress(b"this is not a WARC record at all\r\n\r\n")
     path = tmp_path / "bad.warc.wet.gz"
     path.write_bytes(b"".join(members[:3] + [bad] + members[3:4] + [garbage] + members[4:]))
     docs, issues = _split(list(iter_file(path)))
     assert [d.text for d in docs] == _texts(4)
-    assert [(i.reason, i.where) for i in issues] == [("corrupt_warc_record", "record 4"),
-                                                     ("corrupt_warc_record", "record 6")]
+    assert [(i.reason, i.where) for i in issues] == [
+        ("corrupt_warc_record", "record 4"),
+        ("corrupt_warc_record", "record 6"),
+    ]
     assert all(i.source == str(path) for i in issues)
     assert len(docs) + len(issues) == 6  # conversion-shaped units in the file
 
@@ -231,13 +277,21 @@ def test_warc_responses_html_and_not(tmp_path: Path) -> None:
     big5 = _html("繁體頁面", "這是一個以 Big5 編碼的臺灣網頁，用來確認字元編碼的處理。").encode("big5")
     members = [
         _warcinfo(),
-        _record("request", b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n",
-                http=StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.org")], protocol="HTTP/1.1")),
-        _response(_html("Hello", "An English paragraph about tea farming in the hills.").encode(),
-                  url="https://example.org/en"),
+        _record(
+            "request",
+            b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n",
+            http=StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.org")], protocol="HTTP/1.1"),
+        ),
+        _response(
+            _html("Hello", "An English paragraph about tea farming in the hills.").encode(),
+            url="https://example.org/en",
+        ),
         _response(big5, content_type="text/html; charset=big5", url="https://example.org/big5"),
-        _response(_html("Sniffed", "A page served without any content type header.").encode(),
-                  content_type=None, url="https://example.org/sniff"),
+        _response(
+            _html("Sniffed", "A page served without any content type header.").encode(),
+            content_type=None,
+            url="https://example.org/sniff",
+        ),
         _response(b"%PDF-1.4 binary", content_type="application/pdf", url="https://example.org/a.pdf"),
         _response(b"<html>moved</html>", status="301 Moved Permanently", url="https://example.org/old"),
         _response(b"\x89PNG\r\n\x1a\n....", content_type=None, url="https://example.org/img"),
@@ -247,13 +301,18 @@ def test_warc_responses_html_and_not(tmp_path: Path) -> None:
     path.write_bytes(b"".join(members))
     items = list(iter_file(path))
     docs, issues = _split(items)
-    assert [d.url for d in docs] == ["https://example.org/en", "https://example.org/big5",
-                                     "https://example.org/sniff"]
+    assert [d.url for d in docs] == [
+        "https://example.org/en",
+        "https://example.org/big5",
+        "https://example.org/sniff",
+    ]
     assert "tea farming" in docs[0].text and "Big5 編碼的臺灣網頁" in docs[1].text
     assert "without any content type" in docs[2].text
-    assert [(i.reason, i.where) for i in issues] == [("non_html_payload", "record 6"),
-                                                     ("non_2xx_status", "record 7"),
-                                                     ("non_html_payload", "record 8")]
+    assert [(i.reason, i.where) for i in issues] == [
+        ("non_html_payload", "record 6"),
+        ("non_2xx_status", "record 7"),
+        ("non_html_payload", "record 8"),
+    ]
     assert "application/pdf" in issues[0].detail and "301" in issues[1].detail
 
     traf = [d for d in iter_file(path, html_extractor="trafilatura") if isinstance(d, RawDoc)]
@@ -281,8 +340,11 @@ def test_invalid_json_lines_are_counted_and_the_rest_is_read(tmp_path: Path) -> 
     items = list(iter_file(path))
     docs, issues = _split(items)
     assert [(i.reason, i.where) for i in issues] == [
-        ("invalid_json", "line 2"), ("not_an_object", "line 4"), ("missing_text", "line 5"),
-        ("text_not_string", "line 6")]
+        ("invalid_json", "line 2"),
+        ("not_an_object", "line 4"),
+        ("missing_text", "line 5"),
+        ("text_not_string", "line 6"),
+    ]
     assert all(i.source == str(path) and "\n" not in i.detail for i in issues)
     assert [d.text for d in docs] == ["first", "from CCNet", "", "last 臺灣"]
     assert (docs[0].id, docs[0].url, docs[0].date) == ("7", "https://a.example/1", "2024-01-01")
@@ -322,7 +384,9 @@ def test_invalid_utf8_in_each_format(tmp_path: Path) -> None:
     assert [(i.reason, i.source) for i in iter_file(txt)] == [("invalid_utf8", str(txt))]
 
 
-@pytest.mark.parametrize("name", ["e.jsonl", "e.jsonl.gz", "e.warc.wet.gz", "e.warc.gz", "e.parquet", "e.txt"])
+@pytest.mark.parametrize(
+    "name", ["e.jsonl", "e.jsonl.gz", "e.warc.wet.gz", "e.warc.gz", "e.parquet", "e.txt"]
+)
 def test_empty_file(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"")
@@ -385,11 +449,13 @@ def test_trailing_garbage_after_gzip(tmp_path: Path) -> None:
 
 def test_parquet_rows_stream_per_row_group(tmp_path: Path) -> None:
     n = 1000
-    table = pa.table({
-        "text": [None if i % 100 == 5 else f"文件 {i}" for i in range(n)],
-        "raw_content": [f"備援 {i}" if i % 200 == 5 else None for i in range(n)],
-        "url": [f"https://p.example/{i}" for i in range(n)],
-    })
+    table = pa.table(
+        {
+            "text": [None if i % 100 == 5 else f"文件 {i}" for i in range(n)],
+            "raw_content": [f"備援 {i}" if i % 200 == 5 else None for i in range(n)],
+            "url": [f"https://p.example/{i}" for i in range(n)],
+        }
+    )
     path = tmp_path / "shard.parquet"
     pq.write_table(table, path, row_group_size=128)
     items = list(iter_file(path))
@@ -397,7 +463,9 @@ def test_parquet_rows_stream_per_row_group(tmp_path: Path) -> None:
     assert len(items) == n
     assert [i.where for i in issues] == [f"row {r}" for r in range(105, n, 200)]
     assert {i.reason for i in issues} == {"missing_text"}
-    assert docs[0].text == "文件 0" and docs[0].id == "shard.parquet:0" and docs[0].url == "https://p.example/0"
+    assert (
+        docs[0].text == "文件 0" and docs[0].id == "shard.parquet:0" and docs[0].url == "https://p.example/0"
+    )
     assert [d.text for d in docs if d.text.startswith("備援")] == [f"備援 {r}" for r in range(5, n, 200)]
 
 
@@ -414,8 +482,12 @@ def test_parquet_without_text_column_and_corrupt(tmp_path: Path) -> None:
 
     # a damaged row group: the others are still read, and its rows are counted as unread
     good = tmp_path / "damaged.parquet"
-    pq.write_table(pa.table({"text": [f"row {i} " + "x" * 50 for i in range(300)]}), good, row_group_size=100,
-                   compression="none")
+    pq.write_table(
+        pa.table({"text": [f"row {i} " + "x" * 50 for i in range(300)]}),
+        good,
+        row_group_size=100,
+        compression="none",
+    )
     meta = pq.ParquetFile(good).metadata
     rg = meta.row_group(1).column(0)
     start = rg.dictionary_page_offset or rg.data_page_offset
@@ -445,15 +517,22 @@ def test_iter_texts_reads_a_corpus_output_directory(tmp_path: Path, caplog: pyte
     (out / "logs" / "run.log").write_text("log line")
     (out / "_work").mkdir()
     (out / "_work" / "00000.jsonl.gz").write_bytes(gzip.compress(b'{"text": "intermediate"}\n'))
-    rows = [json.dumps({"text": f"甲 {i}", "id": i, "script": "traditional"}, ensure_ascii=False) for i in range(3)]
-    (out / "00000.jsonl.gz").write_bytes(gzip.compress(("\n".join(rows) + '\n{"text": ""}\nnot json\n').encode()))
+    rows = [
+        json.dumps({"text": f"甲 {i}", "id": i, "script": "traditional"}, ensure_ascii=False)
+        for i in range(3)
+    ]
+    (out / "00000.jsonl.gz").write_bytes(
+        gzip.compress(("\n".join(rows) + '\n{"text": ""}\nnot json\n').encode())
+    )
     pq.write_table(pa.table({"text": ["乙 0", "乙 1"], "id": ["p0", "p1"]}), out / "00001.parquet")
     stats = TextStats()
     texts = list(iter_texts([out], stats=stats))
     assert texts == ["甲 0", "甲 1", "甲 2", "乙 0", "乙 1"]
     assert (stats.files, stats.documents, stats.empty, stats.unreadable) == (2, 5, 1, 1)
     assert stats.issues == {"invalid_json": 1} and stats.characters == sum(len(t) for t in texts)
-    assert any("invalid_json" in r.getMessage() and "00000.jsonl.gz" in r.getMessage() for r in caplog.records)
+    assert any(
+        "invalid_json" in r.getMessage() and "00000.jsonl.gz" in r.getMessage() for r in caplog.records
+    )
     # a single path string works too, and bad paths fail at the call
     assert list(iter_texts(str(out / "*.parquet"))) == ["乙 0", "乙 1"]
     with pytest.raises(InputError):
@@ -461,8 +540,10 @@ def test_iter_texts_reads_a_corpus_output_directory(tmp_path: Path, caplog: pyte
 
 
 def test_corpus_readers_import_without_torch() -> None:
-    code = ("import sys, zhtw.corpus.readers, zhtw.corpus.textio; "
-            "sys.exit(1 if 'torch' in sys.modules or 'trafilatura' in sys.modules else 0)")
+    code = (
+        "import sys, zhtw.corpus.readers, zhtw.corpus.textio; "
+        "sys.exit(1 if 'torch' in sys.modules or 'trafilatura' in sys.modules else 0)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -493,7 +574,9 @@ def test_real_ccnet_jsonl(shared_data: Path) -> None:
     path = shared_data / "web" / "chinesewebtext_cc_2021-43.jsonl.gz"
     docs, issues = _split(list(iter_file(path)))
     assert issues == [] and len(docs) == 100
-    assert all(d.url and d.url.startswith("http") and d.text and d.id.startswith("sha1:") and d.date for d in docs)
+    assert all(
+        d.url and d.url.startswith("http") and d.text and d.id.startswith("sha1:") and d.date for d in docs
+    )
     assert docs[0].text.startswith("铜鼓县")
 
 
@@ -501,7 +584,9 @@ def test_real_ccnet_jsonl(shared_data: Path) -> None:
 
 
 def _load_make_sample():
-    spec = importlib.util.spec_from_file_location("make_sample", REPO / "corpus" / "sample" / "make_sample.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_sample", REPO / "corpus" / "sample" / "make_sample.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_sample"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

@@ -97,6 +97,8 @@ class Page:
     language: str  # WARC-Identified-Content-Language, as CC writes it
 
 
+# Hand-written word lists and sentence pools, kept one logical group per line.
+# fmt: off
 # --------------------------------------------------------------------------- slot values
 
 TW_CITIES = ["臺北市", "新北市", "桃園市", "臺中市", "臺南市", "高雄市", "基隆市", "新竹市", "嘉義市", "宜蘭縣",
@@ -678,6 +680,9 @@ NONSENSE = ["闪电划破长空龙道人沉声开口道", "只见那掌门眉头
             "他没把这一战放在心上", "仙器光芒大作", "妖兽嘶吼着扑了过来", "众人面面相觑"]
 
 
+# fmt: on
+
+
 # --------------------------------------------------------------------------- building pages
 
 
@@ -698,16 +703,36 @@ class SampleBuilder:
         place, place2 = r.sample(TW_PLACES, 2)
         fine = r.choice([1500, 3000, 6000, 10000, 20000])
         return {
-            "city": city, "city2": city2, "district": r.choice(TW_DISTRICTS), "road": road, "road2": road2,
-            "place": place, "place2": place2, "facility": r.choice(TW_FACILITIES), "company": r.choice(TW_COMPANIES),
-            "fruit": r.choice(TW_FRUITS), "crop": r.choice(TW_CROPS), "dept": r.choice(TW_DEPTS),
-            "reg": r.choice(TW_REGS), "law": r.choice(TW_LAWS), "ministry": r.choice(TW_MINISTRIES),
+            "city": city,
+            "city2": city2,
+            "district": r.choice(TW_DISTRICTS),
+            "road": road,
+            "road2": road2,
+            "place": place,
+            "place2": place2,
+            "facility": r.choice(TW_FACILITIES),
+            "company": r.choice(TW_COMPANIES),
+            "fruit": r.choice(TW_FRUITS),
+            "crop": r.choice(TW_CROPS),
+            "dept": r.choice(TW_DEPTS),
+            "reg": r.choice(TW_REGS),
+            "law": r.choice(TW_LAWS),
+            "ministry": r.choice(TW_MINISTRIES),
             "cn_city": r.choice(CN_CITIES),
-            "n": str(r.randint(3, 95)), "n2": str(r.randint(8, 40)), "k": str(r.randint(2, 9)),
-            "big": f"{r.randint(12, 980) * 100:,}", "pct": f"{r.randint(2, 38)}.{r.randint(0, 9)}",
-            "year": str(r.randint(2025, 2029)), "roc": str(r.randint(113, 114)), "month": str(r.randint(1, 12)),
-            "day": str(r.randint(1, 28)), "art": str(r.randint(3, 42)), "money": str(r.randint(50, 160)),
-            "fine": f"{fine:,}", "fine2": f"{fine * 5:,}", "tel": f"{r.randint(2000, 9899)}-{r.randint(1000, 9999)}",
+            "n": str(r.randint(3, 95)),
+            "n2": str(r.randint(8, 40)),
+            "k": str(r.randint(2, 9)),
+            "big": f"{r.randint(12, 980) * 100:,}",
+            "pct": f"{r.randint(2, 38)}.{r.randint(0, 9)}",
+            "year": str(r.randint(2025, 2029)),
+            "roc": str(r.randint(113, 114)),
+            "month": str(r.randint(1, 12)),
+            "day": str(r.randint(1, 28)),
+            "art": str(r.randint(3, 42)),
+            "money": str(r.randint(50, 160)),
+            "fine": f"{fine:,}",
+            "fine2": f"{fine * 5:,}",
+            "tel": f"{r.randint(2000, 9899)}-{r.randint(1000, 9999)}",
         }
 
     def _person(self) -> str:
@@ -740,16 +765,22 @@ class SampleBuilder:
     def _commentary(self, lang: str, slots: dict[str, str]) -> str:
         r = self.rng
         if lang == "tw":
-            opener = r.choice(TW_OPENERS).format(person=self._person(), **{k: slots[k] for k in ("dept", "city")})
+            opener = r.choice(TW_OPENERS).format(
+                person=self._person(), **{k: slots[k] for k in ("dept", "city")}
+            )
             return f"{opener}，{r.choice(TW_CLAUSE_A)}，{r.choice(TW_CLAUSE_B)}。"
         if lang == "cn":
             person = f"{r.choice(CN_ROLES)}{r.choice(CN_SURNAMES)}{r.choice(CN_GIVEN)}"
-            opener = r.choice(CN_OPENERS).format(cn_person=person, cn_city=slots["cn_city"], cn_role=r.choice(CN_ROLES))
+            opener = r.choice(CN_OPENERS).format(
+                cn_person=person, cn_city=slots["cn_city"], cn_role=r.choice(CN_ROLES)
+            )
             return f"{opener}，{r.choice(CN_CLAUSE_A)}，{r.choice(CN_CLAUSE_B)}。"
         opener = r.choice(EN_OPENERS).format(en_name=r.choice(EN_NAMES))
         return f"{opener} {r.choice(EN_CLAUSE_A)}, {r.choice(EN_CLAUSE_B)}."
 
-    def _compose(self, lang: str, pool: dict[str, list[str]], picks: tuple[int, int]) -> tuple[str, list[str]]:
+    def _compose(
+        self, lang: str, pool: dict[str, list[str]], picks: tuple[int, int]
+    ) -> tuple[str, list[str]]:
         """(title, paragraphs): sampled pool sentences plus two commentary sentences, slots filled."""
         r = self.rng
         slots = self._slots()
@@ -757,8 +788,12 @@ class SampleBuilder:
         for _ in range(2):
             sentences.insert(r.randint(1, len(sentences)), self._commentary(lang, slots))
         if lang == "tw":
-            sentences.insert(r.randint(1, len(sentences)), f"{self._person()}受訪時表示：{r.choice(TW_QUOTES)}")
-        return r.choice(pool["titles"]).format(**slots), self._paragraphs(sentences, sep=" " if lang == "en" else "")
+            sentences.insert(
+                r.randint(1, len(sentences)), f"{self._person()}受訪時表示：{r.choice(TW_QUOTES)}"
+            )
+        return r.choice(pool["titles"]).format(**slots), self._paragraphs(
+            sentences, sep=" " if lang == "en" else ""
+        )
 
     def tw_article(self, topic: str | None = None) -> tuple[str, list[str]]:
         """(title, paragraphs) of one zh-TW article."""
@@ -769,9 +804,15 @@ class SampleBuilder:
         """A zh-TW article inside `site`'s navigation, banners and footer."""
         r = self.rng
         title, paras = self.tw_article()
-        fill = {"city": r.choice(TW_CITIES), "dept": r.choice(TW_DEPTS), "visits": f"{r.randint(120, 98000):,}",
-                "date": f"2024-0{r.randint(1, 5)}-{r.randint(10, 28)}", "comments": str(r.randint(0, 40)),
-                "prev": self.tw_article()[0], "next": self.tw_article()[0]}
+        fill = {
+            "city": r.choice(TW_CITIES),
+            "dept": r.choice(TW_DEPTS),
+            "visits": f"{r.randint(120, 98000):,}",
+            "date": f"2024-0{r.randint(1, 5)}-{r.randint(10, 28)}",
+            "comments": str(r.randint(0, 40)),
+            "prev": self.tw_article()[0],
+            "next": self.tw_article()[0],
+        }
         return "\n".join([*site["header"], title, *paras, *(line.format(**fill) for line in site["footer"])])
 
     def _distinct(self, group: str, make: Callable[[], str]) -> str:
@@ -790,10 +831,24 @@ class SampleBuilder:
         self._shingles: dict[str, list[set[str]]] = {}
         pages: list[Page] = []
         r = self.rng
-        sections = {"news": "local", "tech": "tech", "travel": "travel", "food": "food", "notice": "notice",
-                    "education": "edu", "health": "health", "environment": "env", "culture": "culture"}
-        hosts = ["www.formosa-times.example", "news.jade-mountain.example", "www.lanyang-post.example",
-                 "www.taiwan-life.example", "www.south-port-news.example"]
+        sections = {
+            "news": "local",
+            "tech": "tech",
+            "travel": "travel",
+            "food": "food",
+            "notice": "notice",
+            "education": "edu",
+            "health": "health",
+            "environment": "env",
+            "culture": "culture",
+        }
+        hosts = [
+            "www.formosa-times.example",
+            "news.jade-mountain.example",
+            "www.lanyang-post.example",
+            "www.taiwan-life.example",
+            "www.south-port-news.example",
+        ]
         topics = sorted(TW_TOPICS)
         for i in range(CATEGORY_COUNTS["zh_tw_article"]):
             topic = topics[i % len(topics)]
@@ -836,7 +891,9 @@ class SampleBuilder:
         hosts = ["news.cn-daily.example", "www.tech-hub-cn.example", "www.life-cn.example"]
         for i in range(CATEGORY_COUNTS["zh_cn_article"]):
             pool = CN_TOPICS[topics[i % len(topics)]]
-            text = self._distinct("zh_cn", lambda p=pool: "\n".join(self._join(*self._compose("cn", p, (4, 6)))))
+            text = self._distinct(
+                "zh_cn", lambda p=pool: "\n".join(self._join(*self._compose("cn", p, (4, 6))))
+            )
             pages.append(Page("zh_cn_article", self._url(r.choice(hosts), "news"), text, "zho"))
         return pages
 
@@ -845,7 +902,9 @@ class SampleBuilder:
         topics = sorted(EN_TOPICS)
         for i in range(CATEGORY_COUNTS["english"]):
             pool = EN_TOPICS[topics[i % len(topics)]]
-            text = self._distinct("english", lambda p=pool: "\n".join(self._join(*self._compose("en", p, (4, 5)))))
+            text = self._distinct(
+                "english", lambda p=pool: "\n".join(self._join(*self._compose("en", p, (4, 5))))
+            )
             pages.append(Page("english", self._url("www.open-notes.example", "posts"), text, "eng"))
         return pages
 
@@ -856,9 +915,18 @@ class SampleBuilder:
             _, tw = self.tw_article()
             pool = CN_TOPICS[r.choice(sorted(CN_TOPICS))]
             cn = [s.format(**self._slots()) for s in r.sample(pool["sentences"], 3)]
-            lines = ["【轉貼】大家怎麼看？", f"樓主：{tw[0]}", f"引用：{''.join(cn)}", *tw[1:3],
-                     f"回覆：{r.choice(cn)}我觉得说得很有道理。", "推 說得好", "→ 同意樓上"]
-            pages.append(Page("mixed_script", self._url("forum.bamboo-bbs.example", "thread"), "\n".join(lines), "zho"))
+            lines = [
+                "【轉貼】大家怎麼看？",
+                f"樓主：{tw[0]}",
+                f"引用：{''.join(cn)}",
+                *tw[1:3],
+                f"回覆：{r.choice(cn)}我觉得说得很有道理。",
+                "推 說得好",
+                "→ 同意樓上",
+            ]
+            pages.append(
+                Page("mixed_script", self._url("forum.bamboo-bbs.example", "thread"), "\n".join(lines), "zho")
+            )
         return pages
 
     def _spam(self) -> list[Page]:
@@ -869,12 +937,16 @@ class SampleBuilder:
             site = f"www.{r.randint(100, 999)}{r.choice(['am', 'bet', 'vip', 'yl', 'hg'])}{r.randint(10, 99)}.example"
             lines = [f"{words[0]}_{words[1]}_{words[2]}【官网】"]
             for _ in range(r.randint(6, 12)):
-                lines.append(r.choice([
-                    f"{r.choice(words)}-{r.choice(words)}-{r.choice(words)}-{r.choice(words)}",
-                    f"{r.choice(words)}官方网址：{site}",
-                    r.choice(GAMBLING_LINES),
-                    " ".join(r.sample(words, 6)),
-                ]))
+                lines.append(
+                    r.choice(
+                        [
+                            f"{r.choice(words)}-{r.choice(words)}-{r.choice(words)}-{r.choice(words)}",
+                            f"{r.choice(words)}官方网址：{site}",
+                            r.choice(GAMBLING_LINES),
+                            " ".join(r.sample(words, 6)),
+                        ]
+                    )
+                )
             lines.append(f"友情链接：{' | '.join(r.sample(GAMBLING_WORDS, 8))}")
             pages.append(Page("spam_gambling", self._url(site, "news", ".shtml"), "\n".join(lines), "zho"))
 
@@ -907,8 +979,14 @@ class SampleBuilder:
         pages = []
         mirrors = ["www.news-mirror.example", "repost.daily-digest.example", "m.formosa-times.example"]
         for original in r.sample(self.zh_tw, CATEGORY_COUNTS["near_duplicate"]):
-            pages.append(Page("near_duplicate", self._url(r.choice(mirrors), "repost"), self._near_copy(original.text),
-                              "zho"))
+            pages.append(
+                Page(
+                    "near_duplicate",
+                    self._url(r.choice(mirrors), "repost"),
+                    self._near_copy(original.text),
+                    "zho",
+                )
+            )
         for original in r.sample(self.zh_tw, CATEGORY_COUNTS["exact_duplicate"]):
             pages.append(Page("exact_duplicate", self._url(r.choice(mirrors), "copy"), original.text, "zho"))
         return pages
@@ -939,15 +1017,21 @@ class SampleBuilder:
             "".join("\ufffd" if i % 4 == 3 else c for i, c in enumerate(texts[2])),
             # every Han character lost to U+FFFD, then the UTF-8 bytes read as GBK: 锟斤拷锟斤拷 with the digits intact
             "".join("\ufffd" if "\u4e00" <= c <= "\u9fff" else c for c in texts[3])
-            .encode("utf-8").decode("gbk", errors="replace"),
+            .encode("utf-8")
+            .decode("gbk", errors="replace"),
         ]
-        return [Page("mojibake", self._url("www.old-forum.example", "viewtopic", ".php"), t, "zho") for t in broken]
+        return [
+            Page("mojibake", self._url("www.old-forum.example", "viewtopic", ".php"), t, "zho")
+            for t in broken
+        ]
 
     def _odd_pages(self) -> list[Page]:
         r = self.rng
         pages = []
         products = ["手機殼", "行動電源", "藍牙耳機", "保溫瓶", "帆布袋", "充電線"]
-        product_lines = [f"【現貨】{p} 透明防摔 多色可選 NT${r.choice([99, 149, 199, 299])} 立即購買" for p in products]
+        product_lines = [
+            f"【現貨】{p} 透明防摔 多色可選 NT${r.choice([99, 149, 199, 299])} 立即購買" for p in products
+        ]
         repetitive = [
             "\n".join(["熱銷商品 | 限時特價", *(product_lines * 8)]),
             "\n".join(["最新公告", *["本店將於週一公休一天，造成不便敬請見諒。"] * 25]),
@@ -956,17 +1040,41 @@ class SampleBuilder:
         for text in repetitive:
             pages.append(Page("repetitive", self._url("shop.night-market.example", "list"), text, "zho"))
 
-        quotes = [f"{code} {name} {price:.2f} {'+' if up else '-'}{chg:.2f} {'+' if up else '-'}{chg / price * 100:.2f}%"
-                  for code, name in [(1101, "水泥甲"), (2002, "鋼鐵乙"), (2303, "電子丙"), (2412, "電信丁"),
-                                     (2603, "航運戊"), (2881, "金控己"), (3008, "光學庚"), (6505, "石化辛")]
-                  for price, chg, up in [(r.uniform(20, 900), r.uniform(0.1, 9), r.random() < 0.5)]]
-        code = ("import json\nfrom pathlib import Path\n\n\ndef load(path):\n    with open(path, encoding='utf-8') as f:\n"
-                "        return [json.loads(line) for line in f]\n\n\nrows = load(Path('data.jsonl'))\nprint(len(rows))")
-        for text in ["今日行情\n代號 名稱 成交 漲跌 幅度\n" + "\n".join(quotes * 3), "Python 讀取 JSONL 範例\n" + code]:
+        quotes = [
+            f"{code} {name} {price:.2f} {'+' if up else '-'}{chg:.2f} {'+' if up else '-'}{chg / price * 100:.2f}%"
+            for code, name in [
+                (1101, "水泥甲"),
+                (2002, "鋼鐵乙"),
+                (2303, "電子丙"),
+                (2412, "電信丁"),
+                (2603, "航運戊"),
+                (2881, "金控己"),
+                (3008, "光學庚"),
+                (6505, "石化辛"),
+            ]
+            for price, chg, up in [(r.uniform(20, 900), r.uniform(0.1, 9), r.random() < 0.5)]
+        ]
+        code = (
+            "import json\nfrom pathlib import Path\n\n\ndef load(path):\n    with open(path, encoding='utf-8') as f:\n"
+            "        return [json.loads(line) for line in f]\n\n\nrows = load(Path('data.jsonl'))\nprint(len(rows))"
+        )
+        for text in [
+            "今日行情\n代號 名稱 成交 漲跌 幅度\n" + "\n".join(quotes * 3),
+            "Python 讀取 JSONL 範例\n" + code,
+        ]:
             pages.append(Page("low_han", self._url("www.quote-board.example", "page"), text, "zho,eng"))
 
-        for text in ["404 找不到網頁", "登入 | 註冊", "載入中…", "本頁面已移除", "Loading...", "請開啟 JavaScript 以瀏覽本網站",
-                     "首頁 > 商品", "感謝您的留言！", "此文章僅限會員閱讀"]:
+        for text in [
+            "404 找不到網頁",
+            "登入 | 註冊",
+            "載入中…",
+            "本頁面已移除",
+            "Loading...",
+            "請開啟 JavaScript 以瀏覽本網站",
+            "首頁 > 商品",
+            "感謝您的留言！",
+            "此文章僅限會員閱讀",
+        ]:
             lang = "eng" if text.isascii() else "zho"
             pages.append(Page("short", self._url("www.misc-site.example", "p"), text, lang))
         return pages
@@ -1020,9 +1128,15 @@ def write_sample(path: str | Path = OUTPUT, seed: int = SEED) -> int:
         ("Content-Length", str(len(info))),
         ("WARC-Block-Digest", _digest(info)),
     ]
-    writer.write_record(writer.create_warc_record(
-        "", "warcinfo", payload=io.BytesIO(info), length=len(info),
-        warc_headers=StatusAndHeaders("", info_headers, protocol="WARC/1.0")))
+    writer.write_record(
+        writer.create_warc_record(
+            "",
+            "warcinfo",
+            payload=io.BytesIO(info),
+            length=len(info),
+            warc_headers=StatusAndHeaders("", info_headers, protocol="WARC/1.0"),
+        )
+    )
 
     when = CRAWL_START
     for page in pages:
@@ -1041,9 +1155,15 @@ def write_sample(path: str | Path = OUTPUT, seed: int = SEED) -> int:
             ("Content-Length", str(len(data))),
             ("WARC-Payload-Digest", digest),
         ]
-        writer.write_record(writer.create_warc_record(
-            page.url, "conversion", payload=io.BytesIO(data), length=len(data),
-            warc_headers=StatusAndHeaders("", headers, protocol="WARC/1.0")))
+        writer.write_record(
+            writer.create_warc_record(
+                page.url,
+                "conversion",
+                payload=io.BytesIO(data),
+                length=len(data),
+                warc_headers=StatusAndHeaders("", headers, protocol="WARC/1.0"),
+            )
+        )
 
     Path(path).write_bytes(buf.getvalue())
     return len(pages)
