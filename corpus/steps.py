@@ -1,0 +1,307 @@
+"""Thin datatrove pipeline steps around the plain functions in `text`, `script` and `readers`.
+
+Every step counts documents and characters in, kept, and dropped per reason, so that the run's
+stats balance: documents read = written + dropped (by reason) + unreadable (by reason).
+Stat labels (summed over tasks by datatrove): `docs_in`, `chars_in`, `kept`, `chars_kept`,
+`dropped/<reason>`, `chars_dropped/<reason>`; the reader adds `read`, `unreadable/<reason>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.pipeline.readers.base import BaseReader
+from datatrove.pipeline.readers.jsonl import JsonlReader
+from datatrove.utils.logging import logger
+from tqdm import tqdm
+
+from zhtw.corpus.config import CleanConfig, FilterConfig, InputConfig, ScriptConfig
+from zhtw.corpus.readers import RawDoc, ReadIssue, iter_file
+from zhtw.corpus.script import Converter, detect_script
+from zhtw.corpus.text import FILTERS, clean_text, remove_boilerplate_lines
+
+ISSUES_SUBDIR = "issues"
+MAX_ISSUES_LOGGED_PER_TASK = 10_000
+
+
+class CountingStep(PipelineStep):
+    """A step that looks at one document at a time and keeps it (maybe changed) or drops it with a reason."""
+
+    type = "🀄 - ZHTW"
+
+    def process(self, doc: Document) -> str | None:
+        """Change `doc` in place if needed; return a drop reason, or None to keep it."""
+        raise NotImplementedError
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            n = len(doc.text)
+            self.stat_update("docs_in")
+            self.stat_update("chars_in", value=n)
+            with self.track_time():
+                reason = self.process(doc)
+            if reason is None:
+                self.stat_update("kept")
+                self.stat_update("chars_kept", value=len(doc.text))
+                yield doc
+            else:
+                self.stat_update(f"dropped/{reason}")
+                self.stat_update(f"chars_dropped/{reason}", value=n)
+
+
+class ZhtwReader(BaseReader):
+    """Reads WET, WARC, JSONL, Parquet and text files through `readers.iter_file`.
+
+    Unlike datatrove's stock readers, nothing is skipped silently: every unreadable unit is
+    counted as `unreadable/<reason>`, logged once, and written with its file name to
+    `<issues_dir>/<rank>.jsonl` so the run's stats can name it.
+    """
+
+    name = "📖 zh-TW reader"
+
+    def __init__(self, files: list[str], input_cfg: InputConfig, issues_dir: str, progress: bool = True):
+        super().__init__()
+        self.files = files
+        self.input_cfg = input_cfg
+        self.issues_dir = issues_dir
+        self.progress = progress
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        shard = self.files[rank::world_size]
+        Path(self.issues_dir).mkdir(parents=True, exist_ok=True)
+        issues_path = Path(self.issues_dir) / f"{rank:05d}.jsonl"
+        total_bytes = sum(_size(f) for f in shard)
+        with (
+            open(issues_path, "w", encoding="utf-8") as issues_out,
+            tqdm(
+                total=total_bytes,
+                unit="B",
+                unit_scale=True,
+                desc=f"task {rank} read",
+                disable=not self.progress,
+                leave=False,
+            ) as bar,
+        ):
+            n_issues = 0
+            for path in shard:
+                self.stat_update("input_files")
+                for item in iter_file(
+                    path,
+                    text_key=self.input_cfg.text_key,
+                    fallback_text_keys=tuple(self.input_cfg.fallback_text_keys),
+                    html_extractor=self.input_cfg.html_extractor,
+                ):
+                    self.stat_update("read")
+                    if isinstance(item, ReadIssue):
+                        self.stat_update(f"unreadable/{item.reason}")
+                        n_issues += 1
+                        if n_issues <= MAX_ISSUES_LOGGED_PER_TASK:
+                            issues_out.write(json.dumps(dataclasses.asdict(item), ensure_ascii=False) + "\n")
+                            logger.warning(f"{item.source} ({item.where}): {item.reason}: {item.detail}")
+                        continue
+                    yield self._to_document(item)
+                bar.update(_size(path))
+
+    def _to_document(self, raw: RawDoc) -> Document:
+        self.stat_update("chars_read", value=len(raw.text))
+        return Document(
+            text=raw.text,
+            id=raw.id,
+            metadata={"url": raw.url, "source": raw.source, "date": raw.date},
+        )
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+class CleanStep(CountingStep):
+    """Unicode and whitespace cleanup, then boilerplate-line removal; drops documents left empty."""
+
+    name = "🧹 clean"
+
+    def __init__(self, cfg: CleanConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def process(self, doc: Document) -> str | None:
+        text = clean_text(doc.text, self.cfg)
+        if self.cfg.remove_boilerplate:
+            text, removed = remove_boilerplate_lines(text, self.cfg)
+            if removed:
+                self.stat_update("boilerplate_lines_removed", value=removed)
+        doc.text = text
+        return None if text.strip() else "empty_after_cleaning"
+
+
+class FilterStep(CountingStep):
+    """One quality filter from `text.FILTERS`, as its own step with its own drop reason."""
+
+    def __init__(self, filter_name: str, cfg: FilterConfig):
+        if filter_name not in FILTERS:
+            raise ValueError(f"unknown filter {filter_name!r}; known: {', '.join(FILTERS)}")
+        self.name = f"🔻 {filter_name}"  # before super().__init__(), which names the stats after it
+        super().__init__()
+        self.filter_name = filter_name
+        self.cfg = cfg
+        self._fn: Callable[[str, FilterConfig], str | None] = FILTERS[filter_name]
+
+    def process(self, doc: Document) -> str | None:
+        return self._fn(doc.text, self.cfg)
+
+
+class ScriptStep(CountingStep):
+    """Labels the script (traditional/simplified/mixed/none) and converts to Taiwan Traditional."""
+
+    name = "🈶 script + convert"
+
+    def __init__(self, cfg: ScriptConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.converter = Converter(cfg.convert, cfg.normalize_traditional, cfg.convert_mixed)
+
+    def process(self, doc: Document) -> str | None:
+        label = detect_script(doc.text, self.cfg.min_script_ratio, self.cfg.min_script_chars).label
+        doc.text, done = self.converter.convert(doc.text, label)
+        doc.metadata["script"] = label
+        doc.metadata["converted"] = done
+        self.stat_update(f"script/{label}")
+        self.stat_update(f"converted/{done}")
+        return None
+
+
+class Tally(PipelineStep):
+    """Counts documents and characters passing a point, so stock datatrove filters can be accounted."""
+
+    type = "🀄 - ZHTW"
+
+    def __init__(self, point: str):
+        self.name = f"tally {point}"  # before super().__init__(), which names the stats after it
+        super().__init__()
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            self.stat_update("docs")
+            self.stat_update("chars", value=len(doc.text))
+            yield doc
+
+
+def content_key(doc: Document) -> bytes:
+    """What exact dedup compares: the text with all whitespace removed."""
+    return "".join(doc.text.split()).encode("utf-8")
+
+
+def exact_dedup_config() -> ExactDedupConfig:
+    return ExactDedupConfig(content_getter=content_key)
+
+
+class ExactSignaturePassthrough(ExactDedupSignature):
+    """datatrove's exact-dedup signature stage, but passing documents on so the writer can follow it."""
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        signatures: list[tuple[int, int, int]] = []
+        for doc_idx, doc in enumerate(data):
+            with self.stats.time_stats:
+                self.stat_update("total")
+                signatures.extend(self.get_hashes(doc, doc_idx))
+            yield doc
+        self.save_hashes(rank, signatures)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_MIX2 = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def char_shingles(text: str, n: int) -> np.ndarray:
+    """Hashes of every character n-gram of `text` with whitespace removed, vectorised in numpy.
+
+    datatrove's word tokenizers do not segment Chinese (and jieba is 10x slower), so near-dup
+    detection on Chinese uses characters: FineWeb's 5-grams become character 5-grams.
+    """
+    compact = "".join(text.split())
+    codes = np.frombuffer(compact.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if codes.size < n:
+        if codes.size == 0:
+            return np.empty((0, 1), dtype=np.uint64)
+        n = int(codes.size)
+    with np.errstate(over="ignore"):
+        h = np.zeros(codes.size - n + 1, dtype=np.uint64)
+        for k in range(n):
+            h = (h * _MIX) ^ codes[k : codes.size - n + 1 + k]
+        h ^= h >> np.uint64(31)
+        h *= _MIX2
+        h ^= h >> np.uint64(29)
+    # signatures use (a*x + b) mod (2^61 - 1): keep shingles below the prime
+    return np.unique(h & np.uint64((1 << 61) - 1)).reshape(-1, 1)
+
+
+class CharMinhashSignature(MinhashDedupSignature):
+    """datatrove's MinHash signature stage with a character n-gram shingler for Chinese."""
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        return char_shingles(text, self.config.n_grams)
+
+
+def minhash_config(ngram: int, num_buckets: int, hashes_per_bucket: int, seed: int) -> MinhashConfig:
+    return MinhashConfig(n_grams=ngram, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket, seed=seed)
+
+
+class RankFileReader(JsonlReader):
+    """Reads back exactly the intermediate file that the same rank wrote in the filter stage.
+
+    datatrove's dedup stages address documents by (rank, index), so rank r must re-read rank r's
+    file, even when some ranks wrote nothing.
+    """
+
+    name = "📖 intermediate"
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        name = f"{rank:05d}.jsonl"
+        if not self.data_folder.exists(name):
+            return
+        yield from self.read_file(name)
+
+
+OUTPUT_FIELDS = ("text", "id", "url", "source", "script", "converted")
+
+
+def output_adapter(self: Any, document: Document) -> dict:
+    """Flat output records: text, id, url, source, script, converted."""
+    meta = document.metadata
+    return {
+        "text": document.text,
+        "id": document.id,
+        "url": meta.get("url"),
+        "source": meta.get("source"),
+        "script": meta.get("script"),
+        "converted": meta.get("converted"),
+    }
+
+
+def intermediate_adapter(self: Any, document: Document) -> dict:
+    """Intermediate records keep the metadata needed downstream, nothing else."""
+    return {"text": document.text, "id": document.id, "metadata": document.metadata}
+
+
+def iter_issue_files(issues_dir: Path) -> Iterable[dict]:
+    for path in sorted(issues_dir.glob("*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
