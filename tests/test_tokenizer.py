@@ -102,7 +102,8 @@ def test_build_exact_size_metadata_and_verify(tiny: dict[str, Path]) -> None:
     assert meta["num_added"] == 576 - base.size == len(meta["added_pieces"])
     assert [p.piece for p in proto.pieces[base.size :]] == meta["added_pieces"]
     assert all(has_zh(p) for p in meta["added_pieces"])
-    assert meta["selection"]["method"] == "token savings on held-back text"
+    assert meta["selection"]["method"] == "learned order"
+    assert meta["training"]["trainer"]["split_by_unicode_script"] is False
     assert meta["corpus"]["heldout_documents"] > 0 and meta["corpus"]["train_documents"] > 0
     assert {"sentencepiece", "tokenizers", "transformers", "protobuf"} <= set(meta["versions"])
     assert set(meta["files"]) == {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
@@ -162,6 +163,16 @@ def test_deterministic_for_a_seed(tiny: dict[str, Path], tmp_path: Path) -> None
                       heldout_mb=0.004, num_threads=1, progress=False, verify=False), log=lambda m: None)
     assert (out / "tokenizer.model").read_bytes() == (tiny["out"] / "tokenizer.model").read_bytes()
     assert (out / "tokenizer.json").read_bytes() == (tiny["out"] / "tokenizer.json").read_bytes()
+
+
+def test_savings_selection_builds_and_verifies(tiny: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "savings"
+    meta = build(BuildConfig(base=str(tiny["base"]), corpus=[str(tiny["corpus"])], output=str(out), vocab_size=576,
+                             heldout_mb=0.004, num_threads=1, progress=False, selection="savings"),
+                 log=lambda m: None).metadata
+    assert meta["selection"]["method"] == "token savings on held-back text"
+    assert meta["selection"]["rounds"] and meta["vocab_size"] == 576
+    verify_dir(out, ["臺灣的首都是臺北市。", "plain English"])
 
 
 def test_unigram_base_refused(tmp_path: Path) -> None:

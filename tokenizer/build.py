@@ -29,6 +29,7 @@ Log = Callable[[str], None]
 
 METADATA = "zhtw_tokenizer.json"
 CANDIDATES = "candidates.model"
+SELECTIONS = ("savings", "learned-order")
 FORMAT = "zhtw-tokenizer/1"
 DEFAULT_VOCAB_SIZE = 61440
 
@@ -50,6 +51,8 @@ class BuildConfig:
     character_coverage: float = 0.9995
     max_piece_length: int = 16
     prune_rounds: int = 3
+    selection: str = "learned-order"
+    split_by_script: bool = False
     num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     verify: bool = True
     keep_candidates: bool = False
@@ -152,6 +155,7 @@ def build(cfg: BuildConfig, log: Log = print) -> BuildResult:
             vocab_size=sample.required_chars(cfg.character_coverage) + int(n_new * cfg.candidate_factor) + 100,
             character_coverage=cfg.character_coverage,
             max_sentencepiece_length=cfg.max_piece_length,
+            split_by_unicode_script=cfg.split_by_script,
             seed=cfg.seed,
         )
         t0 = time.perf_counter()
@@ -164,8 +168,11 @@ def build(cfg: BuildConfig, log: Log = print) -> BuildResult:
     cands = candidate_pieces(trained, base.proto, zh_only=cfg.zh_only)
     buildable, unbuildable = reachable(cands, base.proto)
     log(f"candidates: {len(cands):,} new pieces, {len(unbuildable):,} not buildable by merges (skipped)")
+    if cfg.selection not in SELECTIONS:
+        raise TokenizerStageError(f"--selection {cfg.selection!r} is unknown; choose one of {', '.join(SELECTIONS)}.")
+    heldout = sample.heldout if cfg.selection == "savings" else []
     selection = select_by_savings(
-        base.proto, buildable, n_new, sample.heldout, rounds=cfg.prune_rounds, num_threads=cfg.num_threads, log=log
+        base.proto, buildable, n_new, heldout, rounds=cfg.prune_rounds, num_threads=cfg.num_threads, log=log
     )
     proto = merged_proto(base.proto, selection.pieces)
     select_seconds = time.perf_counter() - t0

@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="train this many times the needed new pieces as candidates (plus the characters)")
     b.add_argument("--prune-rounds", type=int, default=3,
                    help="rounds of encode-and-prune when choosing pieces by savings on the held-back text")
+    b.add_argument("--selection", choices=["learned-order", "savings"], default="learned-order",
+                   help="how the new pieces are chosen among the candidates: 'savings' prunes the ones that save "
+                   "the fewest tokens on the held-back text; 'learned-order' keeps every new character and the "
+                   "first merges BPE learned (plus what they need to be buildable); measured better on held-out zh-TW")
+    b.add_argument("--split-by-script", action="store_true",
+                   help="train like SentencePiece's default: no piece mixes Han with punctuation or digits "
+                   "(measured ~7%% more tokens on zh-TW)")
     b.add_argument("--seed", type=int, default=0, help="seed for sampling; same inputs and seed give the same tokenizer")
     b.add_argument("--character-coverage", type=float, default=0.9995,
                    help="share of characters the trained vocabulary covers (rarer ones fall back to bytes)")
@@ -110,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 heldout_mb=args.heldout_mb,
                 candidate_factor=args.candidate_factor,
                 prune_rounds=args.prune_rounds,
+                selection=args.selection,
+                split_by_script=args.split_by_script,
                 seed=args.seed,
                 character_coverage=args.character_coverage,
                 max_piece_length=args.max_piece_length,

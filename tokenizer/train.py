@@ -175,7 +175,7 @@ class TrainSettings:
     max_sentencepiece_length: int = 16
     split_digits: bool = True
     byte_fallback: bool = True
-    split_by_unicode_script: bool = True
+    split_by_unicode_script: bool = False  # lets Han merge with punctuation/digits: ~7% fewer tokens measured
     split_by_whitespace: bool = True
     add_dummy_prefix: bool = False
     remove_extra_whitespaces: bool = False
