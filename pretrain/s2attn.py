@@ -192,14 +192,12 @@ def s2_attention_forward(
     G = group_size(q_len, group_ratio)
     half = G // 2
     if not shift or half == 0 or n_heads < 2:
-        head_splits = [(0, n_heads, False)]
+        heads = [(module, query, key, value, attention_mask, False)]
     else:
-        head_splits = [(0, n_heads // 2, False), (n_heads // 2, n_heads, True)]
+        heads = _head_halves(module, query, key, value, attention_mask, rep)
 
     outs = []
-    for lo, hi, shifted in head_splits:
-        attn_module, q, k, v = _head_slice(module, query, key, value, rep, lo, hi)
-        mask = _mask_heads(attention_mask, lo, hi)
+    for attn_module, q, k, v, mask, shifted in heads:
         if not shifted:
             out = _grouped(attn_module, q, k, v, mask, 0, G, dropout, scaling)
         elif variant == "noleak":
@@ -213,29 +211,34 @@ def s2_attention_forward(
     return out, None
 
 
-def _head_slice(
+def _head_halves(
     module: torch.nn.Module,
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
+    mask: torch.Tensor | None,
     rep: int,
-    lo: int,
-    hi: int,
-) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Query heads [lo,hi) with the key/value heads they use (grouped-query attention)."""
-    if lo == 0 and hi == query.shape[1]:
-        return module, query, key, value
-    if lo % rep == 0 and hi % rep == 0:  # the half owns whole KV heads
-        return module, query[:, lo:hi], key[:, lo // rep : hi // rep], value[:, lo // rep : hi // rep]
-    # a KV head is shared by both halves (e.g. one KV head): repeat, then slice like the queries
-    share = _KVShare(layer_idx=getattr(module, "layer_idx", None))
-    return share, query[:, lo:hi], repeat_kv(key, rep)[:, lo:hi], repeat_kv(value, rep)[:, lo:hi]
+) -> list[tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool]]:
+    """(module, q, k, v, mask, shifted) for heads [0,H//2) and [H//2,H), each with the KV heads it uses.
 
-
-def _mask_heads(mask: torch.Tensor | None, lo: int, hi: int) -> torch.Tensor | None:
+    One ``split`` per tensor rather than slices: each slice's backward would allocate and add a
+    full-size zero gradient.
+    """
+    n_heads = query.shape[1]
+    sizes = [n_heads // 2, n_heads - n_heads // 2]
+    qs = query.split(sizes, dim=1)
+    if sizes[0] % rep == 0:  # each half owns whole KV heads (grouped-query attention)
+        kv_sizes = [sizes[0] // rep, sizes[1] // rep]
+        ks, vs, mods = key.split(kv_sizes, dim=1), value.split(kv_sizes, dim=1), (module, module)
+    else:  # a KV head is shared by both halves (e.g. a single KV head): repeat it, then split
+        ks, vs = repeat_kv(key, rep).split(sizes, dim=1), repeat_kv(value, rep).split(sizes, dim=1)
+        share = _KVShare(layer_idx=getattr(module, "layer_idx", None))
+        mods = (share, share)
     if mask is None or mask.shape[1] == 1:
-        return mask
-    return mask[:, lo:hi]
+        masks = (mask, mask)
+    else:
+        masks = mask.split(sizes, dim=1)
+    return [(mods[i], qs[i], ks[i], vs[i], masks[i], i == 1) for i in range(2)]
 
 
 def _rolled_causal_mask(mask: torch.Tensor | None, half: int) -> torch.Tensor | None:
@@ -268,14 +271,17 @@ def _grouped(
     """
     seq = q.shape[2]
     n_full = (seq - start) // G
-    end = start + n_full * G
-    pieces = []
-    if start > 0:
-        pieces.append(_attend(module, q, k, v, mask, 0, start, 1, dropout, scaling))
-    if n_full > 0:
-        pieces.append(_attend(module, q, k, v, mask, start, end, n_full, dropout, scaling))
-    if end < seq:
-        pieces.append(_attend(module, q, k, v, mask, end, seq, 1, dropout, scaling))
+    tail = seq - start - n_full * G
+    spans = [(length, n) for length, n in ((start, 1), (n_full * G, n_full), (tail, 1)) if length > 0]
+    if len(spans) == 1:
+        return _attend(module, q, k, v, mask, spans[0][1], dropout, scaling)
+    sizes = [length for length, _ in spans]
+    parts = zip(q.split(sizes, dim=2), k.split(sizes, dim=2), v.split(sizes, dim=2))
+    pieces, offset = [], 0
+    for (length, n), (qp, kp, vp) in zip(spans, parts):
+        block = None if mask is None else mask[:, :, offset : offset + length, offset : offset + length]
+        pieces.append(_attend(module, qp, kp, vp, block, n, dropout, scaling))
+        offset += length
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
@@ -285,28 +291,21 @@ def _attend(
     k: torch.Tensor,
     v: torch.Tensor,
     mask: torch.Tensor | None,
-    a: int,
-    b: int,
     n: int,
     dropout: float,
     scaling: float | None,
 ) -> torch.Tensor:
-    """Causal attention inside each of ``n`` equal groups covering [a,b); returns ``[B,b-a,H,D]``."""
-    batch = q.shape[0]
-    length = (b - a) // n
+    """Causal attention inside each of ``n`` equal consecutive groups of ``[B,H,n*L,D]``; returns ``[B,n*L,H,D]``."""
+    batch, length = q.shape[0], q.shape[2] // n
 
     def fold(t: torch.Tensor) -> torch.Tensor:  # [B,H,n*L,D] -> [B*n,H,L,D]
-        t = t[:, :, a:b]
         return t if n == 1 else t.unflatten(2, (n, length)).transpose(1, 2).flatten(0, 1)
 
-    block = None
-    if mask is not None:
-        block = mask[:, :, a:b, a:b]
-        if n > 1:  # the n diagonal LxL blocks, [B,1,n,L,n,L] -> [B*n,1,L,L]
-            block = block.unflatten(3, (n, length)).unflatten(2, (n, length))
-            block = torch.diagonal(block, dim1=2, dim2=4).permute(0, 4, 1, 2, 3).flatten(0, 1)
+    if mask is not None and n > 1:  # the n diagonal LxL blocks: [B,h,n,L,n,L] -> [B*n,h,L,L]
+        mask = mask.unflatten(3, (n, length)).unflatten(2, (n, length))
+        mask = torch.diagonal(mask, dim1=2, dim2=4).permute(0, 4, 1, 2, 3).flatten(0, 1)
     out, _ = sdpa_attention_forward(
-        module, fold(q), fold(k), fold(v), block, dropout=dropout, scaling=scaling, is_causal=True
+        module, fold(q), fold(k), fold(v), mask, dropout=dropout, scaling=scaling, is_causal=True
     )
     return out if n == 1 else out.unflatten(0, (batch, n)).flatten(1, 2)
 

@@ -354,7 +354,7 @@ def test_gradient_checkpointing_gives_equal_gradients():
         model = _model()
         enable_s2_attention(model)
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model(input_ids=ids, attention_mask=valid.long(), labels=labels).loss.backward()
         grads.append(_grads(model))
     plain, ckpt = grads
@@ -495,3 +495,22 @@ def test_unsupported_model_type_is_refused():
     model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=1, n_head=4, vocab_size=VOCAB, n_positions=64))
     with pytest.raises(UnsupportedModelError, match="model types"):
         enable_s2_attention(model)
+
+
+def test_packed_sequences_stay_separate_with_noleak():
+    """Position ids that restart mark packed documents; transformers' mask keeps them apart and so does noleak.
+
+    transformers only looks for packed documents without a cache, hence use_cache=False (as in training).
+    """
+    seq = 32
+    ids = _ids(1, seq)
+    position_ids = torch.cat([torch.arange(12), torch.arange(seq - 12)])[None]
+    model = _model()
+    enable_s2_attention(model)
+    with torch.no_grad():
+        logits = model(input_ids=ids, position_ids=position_ids, use_cache=False).logits
+        other = ids.clone()
+        other[:, :12] = (ids[:, :12] * 5 + 1) % (VOCAB - 1) + 1
+        logits_other = model(input_ids=other, position_ids=position_ids, use_cache=False).logits
+    torch.testing.assert_close(logits[:, 12:], logits_other[:, 12:], rtol=0, atol=1e-6)
+    assert not torch.allclose(logits[:, :12], logits_other[:, :12], atol=1e-3)
