@@ -206,6 +206,18 @@ def detect_script(text: str, min_ratio: float = 0.9, min_chars: int = 1) -> Scri
     return ScriptResult(label, simplified, traditional)
 
 
+def _run_opencc(cc: Any, text: str) -> str:
+    """OpenCC conversion that loses nothing: OpenCC stops at a NUL character (the rest of the
+    text would silently vanish), so NUL-separated parts are converted one by one; lone
+    surrogates (from broken JSON escapes) cannot be encoded for OpenCC and are dropped."""
+    if "\0" in text:
+        return "\0".join(_run_opencc(cc, part) for part in text.split("\0"))
+    try:
+        return cc.convert(text)
+    except UnicodeEncodeError:
+        return cc.convert(text.encode("utf-8", "ignore").decode("utf-8"))
+
+
 class Converter:
     """Converts detected-Simplified text to Taiwan Traditional with OpenCC; picklable.
 
@@ -255,7 +267,7 @@ class Converter:
         cc = self._opencc.get(action)
         if cc is None:
             cc = self._opencc[action] = opencc.OpenCC(action)
-        return cc.convert(text), action
+        return _run_opencc(cc, text), action
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

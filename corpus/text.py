@@ -263,7 +263,7 @@ def dup_ngram_fraction(text: str, n: int) -> float:
     if length < 2 * n:
         return 0.0
     m = length - n + 1
-    codes = np.frombuffer(chars.encode("utf-32-le"), dtype="<u4")
+    codes = np.frombuffer(chars.encode("utf-32-le", "surrogatepass"), dtype="<u4")
     pow_b, pow_inv = _powers(length)
     prefix = np.cumsum(codes * pow_b)  # prefix[k] = sum of codes[:k+1] * B**i
     hashes = prefix[n - 1 :].copy()

@@ -90,6 +90,12 @@ def test_mixed_and_none():
         Converter("s2hk")
 
 
+def test_conversion_loses_nothing_at_nul_or_surrogates():
+    # OpenCC itself stops at NUL and cannot encode lone surrogates
+    assert Converter().convert("软件\0信息", "simplified") == ("軟體\0資訊", "s2twp")
+    assert Converter().convert("软\ud800件", "simplified") == ("軟體", "s2twp")
+
+
 def test_converter_pickles_before_and_after_use():
     fresh = Converter("s2twp", normalize_traditional=True)
     clone = pickle.loads(pickle.dumps(fresh))

@@ -270,6 +270,15 @@ def test_replacement_chars_filter():
     assert filter_replacement_chars(broken, FC) == "replacement_chars"
 
 
+def test_filters_never_crash_on_odd_input():
+    odd = ["\ud800" * 50 + "壞" * 30, "\0" * 100, "😀" * 500, "a" * 5000, "中" * 5000]
+    for text in odd:
+        for check in FILTERS.values():
+            reason = check(text, FC)
+            assert reason is None or reason.isidentifier()
+    assert filter_char_ngram_repetition("中" * 5000, FC) == "char_ngram_repetition"
+
+
 def test_registry_order_and_first_reason():
     assert list(FILTERS) == [
         "length",
