@@ -78,10 +78,11 @@ def test_off_converts_nothing():
 
 
 def test_mixed_and_none():
-    mixed = "臺灣的對象是企業，这个软件的信息。"
+    mixed = "台北市里長了解對象的需求。\n他说：“这个软件的信息很有用。”\n臺灣的對象是企業，这个问题。"
     text, action = Converter("s2twp").convert(mixed, "mixed")
     assert action == "s2tw"
-    assert text == "臺灣的對象是企業，這個軟件的信息。"  # Traditional words kept, no Simplified left
+    assert text == "台北市里長了解對象的需求。\n他說：“這個軟件的信息很有用。”\n臺灣的對象是企業，這個問題。"
+    assert not set(text) & script_tables().simplified_only
     assert Converter(convert_mixed=False).convert(mixed, "mixed") == (mixed, "none")
     assert Converter().convert("Hello 123", "none") == ("Hello 123", "none")
     with pytest.raises(ValueError, match="unknown script label"):
