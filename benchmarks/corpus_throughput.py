@@ -110,7 +110,11 @@ def run_stock(input_dir: str, out: str, workers: int, tasks: int) -> None:
 
     def ex(name: str, pipeline: list, n: int) -> LocalPipelineExecutor:
         return LocalPipelineExecutor(
-            pipeline=pipeline, tasks=n, workers=min(workers, n), logging_dir=f"{out}/logs/{name}", start_method="fork"
+            pipeline=pipeline,
+            tasks=n,
+            workers=min(workers, n),
+            logging_dir=f"{out}/logs/{name}",
+            start_method="fork",
         )
 
     ex(
@@ -180,15 +184,38 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     info = build_input(Path(args.shared), work / "input", args.min_mb, args.files)
     input_mb = sum(p.stat().st_size for p in (work / "input").glob("*.jsonl")) / 1e6
-    print(f"input: {info['documents']} documents, {info['text_mb']:.1f} MB of text, {input_mb:.1f} MB of JSONL, "
-          f"{args.files} files, {args.workers} workers")
+    print(
+        f"input: {info['documents']} documents, {info['text_mb']:.1f} MB of text, {input_mb:.1f} MB of JSONL, "
+        f"{args.files} files, {args.workers} workers"
+    )
 
     zhtw_cli = [sys.executable, "-m", "zhtw.corpus.cli"]
-    ours = timed([*zhtw_cli, "run", str(work / "input"), "--output", str(work / "zhtw"),
-                  "--workers", str(args.workers), "--no-progress"])
+    ours = timed(
+        [
+            *zhtw_cli,
+            "run",
+            str(work / "input"),
+            "--output",
+            str(work / "zhtw"),
+            "--workers",
+            str(args.workers),
+            "--no-progress",
+        ]
+    )
     stats = json.loads((work / "zhtw" / "stats.json").read_text())
-    stock = timed([sys.executable, __file__, "--workers", str(args.workers), "--files", str(args.files),
-                   "--run-stock", str(work / "input"), str(work / "stock")])
+    stock = timed(
+        [
+            sys.executable,
+            __file__,
+            "--workers",
+            str(args.workers),
+            "--files",
+            str(args.files),
+            "--run-stock",
+            str(work / "input"),
+            str(work / "stock"),
+        ]
+    )
 
     results = {}
     for name, r in (("zhtw", ours), ("stock", stock)):
@@ -210,10 +237,14 @@ def main() -> None:
     print(f"{'pipeline':<10}{'wall s':>9}{'CPU s':>9}{'MB/s':>9}{'MB/CPU-s':>10}{'docs out':>10}")
     for name in ("zhtw", "stock"):
         r = results[name]
-        print(f"{name:<10}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['mb_per_s']:>9.2f}{r['mb_per_cpu_s']:>10.2f}"
-              f"{r['documents_written']:>10}")
-    print(f"zhtw vs stock: {speedup_wall:.2f}x wall throughput, {speedup_cpu:.2f}x per CPU-second "
-          f"(targets: >= 3x, and >= 2 MB per CPU-second: {results['zhtw']['mb_per_cpu_s']:.2f})")
+        print(
+            f"{name:<10}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['mb_per_s']:>9.2f}{r['mb_per_cpu_s']:>10.2f}"
+            f"{r['documents_written']:>10}"
+        )
+    print(
+        f"zhtw vs stock: {speedup_wall:.2f}x wall throughput, {speedup_cpu:.2f}x per CPU-second "
+        f"(targets: >= 3x, and >= 2 MB per CPU-second: {results['zhtw']['mb_per_cpu_s']:.2f})"
+    )
 
     print("\nzhtw per-step time (s, summed over tasks):")
     zrows = [{"stage": s["stage"], "step": s["step"], "time_s": s["time_s"]} for s in stats["steps"]]
@@ -223,8 +254,10 @@ def main() -> None:
     print("stock per-step time (s, summed over tasks):")
     tot = sum(r["time_s"] for r in stock_rows) or 1.0
     for r in stock_rows:
-        print(f"  {r['stage']:<16}{r['step'][:40]:<42}{r['time_s']:>8.2f}  {100 * r['time_s'] / tot:5.1f}%"
-              f"  kept {r['kept']} dropped {r['dropped']}")
+        print(
+            f"  {r['stage']:<16}{r['step'][:40]:<42}{r['time_s']:>8.2f}  {100 * r['time_s'] / tot:5.1f}%"
+            f"  kept {r['kept']} dropped {r['dropped']}"
+        )
 
     out = {
         "input": {**info, "jsonl_mb": round(input_mb, 2)},

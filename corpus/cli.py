@@ -53,10 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    r.add_argument("inputs", nargs="+", metavar="INPUT", help="input files, directories (searched recursively) or globs")
-    r.add_argument("--output", "-o", required=True, help="output directory (created; holds shards/, stats.json, run.json)")
-    r.add_argument("--config", "-c", help="YAML config overriding corpus/default.yaml; unknown keys are errors")
-    r.add_argument("--workers", "-w", type=int, default=None, help="parallel processes (default: every CPU core)")
+    r.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="input files, directories (searched recursively) or globs"
+    )
+    r.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        help="output directory (created; holds shards/, stats.json, run.json)",
+    )
+    r.add_argument(
+        "--config", "-c", help="YAML config overriding corpus/default.yaml; unknown keys are errors"
+    )
+    r.add_argument(
+        "--workers", "-w", type=int, default=None, help="parallel processes (default: every CPU core)"
+    )
     r.add_argument(
         "--tasks",
         type=int,
@@ -77,16 +88,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--slurm-mem-per-cpu-gb", type=int, default=2, help="memory per CPU in GB (default 2)")
     r.add_argument("--slurm-venv", help="virtualenv to activate in Slurm jobs (default: the current one)")
     r.add_argument(
-        "--strict", action="store_true", help="exit non-zero if any input unit was unreadable (default: only if none was readable)"
+        "--strict",
+        action="store_true",
+        help="exit non-zero if any input unit was unreadable (default: only if none was readable)",
     )
-    r.add_argument("--overwrite", action="store_true", help="discard an existing output directory made with other inputs/settings")
-    r.add_argument("--keep-work", action="store_true", help="keep the intermediates in OUTPUT/_work after a finished run")
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard an existing output directory made with other inputs/settings",
+    )
+    r.add_argument(
+        "--keep-work", action="store_true", help="keep the intermediates in OUTPUT/_work after a finished run"
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument(
-        "--verbose", "-v", action="store_true", help="show datatrove's own logs (otherwise in OUTPUT/_work/logs/console.log)"
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="show datatrove's own logs (otherwise in OUTPUT/_work/logs/console.log)",
     )
 
-    s = sub.add_parser("stats", help="print the summary of a run", description="Print the summary table of a run.")
+    s = sub.add_parser(
+        "stats", help="print the summary of a run", description="Print the summary table of a run."
+    )
     s.add_argument("output", help="a zhtw-corpus output directory")
     s.add_argument("--json", action="store_true", help="print stats.json instead of the table")
     return p
@@ -96,7 +120,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     plan = plan_run(args.inputs, args.output, cfg, workers=args.workers, tasks=args.tasks)
     check_output_dir(plan, overwrite=args.overwrite)
-    print(f"zhtw-corpus: {len(plan.files)} input files, {plan.tasks} tasks, {plan.workers} workers -> {plan.output}")
+    print(
+        f"zhtw-corpus: {len(plan.files)} input files, {plan.tasks} tasks, {plan.workers} workers -> {plan.output}"
+    )
     if args.executor == "slurm":
         if not args.slurm_partition:
             raise RunError("--executor slurm needs --slurm-partition NAME")
@@ -112,7 +138,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"submitted {len(executors)} Slurm jobs; when they finish run: zhtw-corpus stats {plan.output}")
         return 0
     stats = run_local(
-        plan, executor=args.executor, progress=not args.no_progress, keep_work=args.keep_work, verbose=args.verbose
+        plan,
+        executor=args.executor,
+        progress=not args.no_progress,
+        keep_work=args.keep_work,
+        verbose=args.verbose,
     )
     print(format_summary(stats))
     print(f"shards: {plan.output / 'shards'}\nstats:  {plan.output / 'stats.json'}")

@@ -104,14 +104,20 @@ def _size(path: str) -> int:
 
 
 def plan_run(
-    inputs: list[str], output: str | Path, cfg: CorpusConfig, workers: int | None = None, tasks: int | None = None
+    inputs: list[str],
+    output: str | Path,
+    cfg: CorpusConfig,
+    workers: int | None = None,
+    tasks: int | None = None,
 ) -> RunPlan:
     """Resolve inputs and task counts. Tasks default to one per input file, at most 4 per worker."""
     files = expand_inputs(inputs)
     workers = workers or os.cpu_count() or 1
     if tasks is None:
         tasks = max(1, min(len(files), 4 * workers))
-    return RunPlan(inputs=list(inputs), files=files, output=Path(output).resolve(), cfg=cfg, tasks=tasks, workers=workers)
+    return RunPlan(
+        inputs=list(inputs), files=files, output=Path(output).resolve(), cfg=cfg, tasks=tasks, workers=workers
+    )
 
 
 def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
@@ -119,7 +125,11 @@ def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
     cfg, work = plan.cfg, plan.work
     filtered = str(work / "filtered")
     exact_sigs, exact_dups = str(work / "exact_sigs"), str(work / "exact_dups")
-    mh_sigs, mh_buckets, mh_clusters = str(work / "mh_sigs"), str(work / "mh_buckets"), str(work / "mh_clusters")
+    mh_sigs, mh_buckets, mh_clusters = (
+        str(work / "mh_sigs"),
+        str(work / "mh_buckets"),
+        str(work / "mh_clusters"),
+    )
     dd = cfg.dedup
     mh_cfg = minhash_config(dd.ngram, dd.num_buckets, dd.hashes_per_bucket, dd.seed)
     ex_cfg = exact_dedup_config()
@@ -144,15 +154,27 @@ def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
     def reread() -> list[PipelineStep]:
         steps: list[PipelineStep] = [RankFileReader(filtered, compression=None, add_file_path=False)]
         if dd.exact:
-            steps += [Tally("before_exact_dedup"), ExactDedupFilter(exact_dups, config=ex_cfg), Tally("after_exact_dedup")]
+            steps += [
+                Tally("before_exact_dedup"),
+                ExactDedupFilter(exact_dups, config=ex_cfg),
+                Tally("after_exact_dedup"),
+            ]
         return steps
 
     if dd.exact:
         stages.append(Stage("exact_find", [ExactFindDedups(exact_sigs, exact_dups, config=ex_cfg)], 1))
     if dd.near:
-        stages.append(Stage("minhash_sig", [*reread(), CharMinhashSignature(mh_sigs, config=mh_cfg)], plan.tasks))
-        stages.append(Stage("minhash_buckets", [MinhashDedupBuckets(mh_sigs, mh_buckets, config=mh_cfg)], dd.num_buckets))
-        stages.append(Stage("minhash_cluster", [MinhashDedupCluster(mh_buckets, mh_clusters, config=mh_cfg)], 1))
+        stages.append(
+            Stage("minhash_sig", [*reread(), CharMinhashSignature(mh_sigs, config=mh_cfg)], plan.tasks)
+        )
+        stages.append(
+            Stage(
+                "minhash_buckets", [MinhashDedupBuckets(mh_sigs, mh_buckets, config=mh_cfg)], dd.num_buckets
+            )
+        )
+        stages.append(
+            Stage("minhash_cluster", [MinhashDedupCluster(mh_buckets, mh_clusters, config=mh_cfg)], 1)
+        )
     last = reread()
     if dd.near:
         last += [Tally("before_near_dedup"), MinhashDedupFilter(mh_clusters), Tally("after_near_dedup")]
@@ -162,20 +184,25 @@ def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
 
 
 def _final_writer(plan: RunPlan) -> PipelineStep:
+    """Output shards: `shards/<rank>.jsonl.gz` (or .parquet), split at `max_file_size_mb`."""
     out = plan.cfg.output
     shards = str(plan.output / "shards")
-    max_size = int(out.max_file_size_mb * 2**20) if out.max_file_size_mb > 0 else -1
+    max_size = int(out.max_file_size_mb * 2**20)
+    compression = None if out.compression == "none" else out.compression
     if out.format == "parquet":
         return ParquetWriter(
-            shards, output_filename="${rank}.parquet", adapter=output_adapter, max_file_size=max_size
+            shards,
+            output_filename="${rank}.parquet",
+            compression=compression,
+            adapter=output_adapter,
+            max_file_size=max_size,
         )
-    compression = None if out.compression in (None, "none") else out.compression
     return JsonlWriter(
         shards,
         output_filename="${rank}.jsonl",
         compression=compression,
         adapter=output_adapter,
-        max_file_size=max_size if compression else -1,
+        max_file_size=max_size,
     )
 
 
@@ -198,7 +225,9 @@ def check_output_dir(plan: RunPlan, overwrite: bool = False) -> None:
             shutil.rmtree(plan.output)
     elif plan.output.exists() and any(plan.output.iterdir()):
         if not overwrite:
-            raise RunError(f"{plan.output} exists and is not a zhtw-corpus output. Use a new --output or --overwrite.")
+            raise RunError(
+                f"{plan.output} exists and is not a zhtw-corpus output. Use a new --output or --overwrite."
+            )
         shutil.rmtree(plan.output)
     plan.output.mkdir(parents=True, exist_ok=True)
     run_json.write_text(
@@ -429,7 +458,11 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
                 if stage_name in ("filter", "write"):
                     tallies[st.name.split("tally ", 1)[1]] = c
                 continue
-            step = {"stage": stage_name, "step": st.name.split(": ", 1)[-1], "time_s": round(st.time_stats.total, 3)}
+            step = {
+                "stage": stage_name,
+                "step": st.name.split(": ", 1)[-1],
+                "time_s": round(st.time_stats.total, 3),
+            }
             if "read" in c:  # the reader
                 read, chars_read = int(c.get("read", 0)), int(c.get("chars_read", 0))
                 for k, v in c.items():
@@ -438,12 +471,19 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
                 step.update(
                     documents_read=read,
                     characters_read=chars_read,
-                    unreadable=dict(sorted((k.split("/", 1)[1], int(v)) for k, v in c.items() if k.startswith("unreadable/"))),
+                    unreadable=dict(
+                        sorted(
+                            (k.split("/", 1)[1], int(v)) for k, v in c.items() if k.startswith("unreadable/")
+                        )
+                    ),
                     input_files=int(c.get("input_files", 0)),
                 )
             elif "docs_in" in c:
                 drops = {
-                    k.split("/", 1)[1]: {"documents": int(v), "characters": int(c.get("chars_dropped/" + k.split("/", 1)[1], 0))}
+                    k.split("/", 1)[1]: {
+                        "documents": int(v),
+                        "characters": int(c.get("chars_dropped/" + k.split("/", 1)[1], 0)),
+                    }
                     for k, v in c.items()
                     if k.startswith("dropped/")
                 }
@@ -464,7 +504,11 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
                         converted[k.split("/", 1)[1]] += int(v)
                     elif k == "boilerplate_lines_removed":
                         step["boilerplate_lines_removed"] = int(v)
-            elif stage_name in ("filter", "write") or "DEDUP" not in st.name or "exact-deduplication stage 3" in st.name:
+            elif (
+                stage_name in ("filter", "write")
+                or "DEDUP" not in st.name
+                or "exact-deduplication stage 3" in st.name
+            ):
                 continue  # re-reads, writers and the dedup filters (accounted below with tallies)
             else:
                 step["counters"] = {k: v for k, v in c.items()}
@@ -472,8 +516,20 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
 
     # stock datatrove dedup filters: account with the tallies around them (write stage)
     for reason, before, after, step_name, datatrove_name in (
-        ("exact_duplicate", "before_exact_dedup", "after_exact_dedup", "exact dedup", "exact-deduplication stage 3"),
-        ("near_duplicate", "before_near_dedup", "after_near_dedup", "near dedup (MinHash)", "MinHash stage 4"),
+        (
+            "exact_duplicate",
+            "before_exact_dedup",
+            "after_exact_dedup",
+            "exact dedup",
+            "exact-deduplication stage 3",
+        ),
+        (
+            "near_duplicate",
+            "before_near_dedup",
+            "after_near_dedup",
+            "near dedup (MinHash)",
+            "MinHash stage 4",
+        ),
     ):
         if before in tallies and after in tallies:
             b, a = tallies[before], tallies[after]
@@ -505,7 +561,11 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
     bad_files: dict[str, dict[str, int]] = defaultdict(Counter)
     for issue in issues:
         bad_files[issue["source"]][issue["reason"]] += 1
-    shards = sorted(p for p in (output / "shards").rglob("*") if p.is_file()) if (output / "shards").is_dir() else []
+    shards = (
+        sorted(p for p in (output / "shards").rglob("*") if p.is_file())
+        if (output / "shards").is_dir()
+        else []
+    )
     return {
         "zhtw_stats_version": STATS_VERSION,
         "finished": finished,
@@ -543,7 +603,11 @@ def _limited(it: Any, n: int) -> Any:
 
 
 def _is_finished(output: Path, stage_names: list[str]) -> bool:
-    run = json.loads((output / "run.json").read_text(encoding="utf-8")) if (output / "run.json").exists() else {}
+    run = (
+        json.loads((output / "run.json").read_text(encoding="utf-8"))
+        if (output / "run.json").exists()
+        else {}
+    )
     tasks = run.get("fingerprint", {}).get("tasks")
     for name in stage_names:
         comp = output / "_work" / "logs" / name / "completions"

@@ -65,7 +65,12 @@ class CountingStep(PipelineStep):
                     self.count(f"dropped/{reason}")
                     self.count(f"chars_dropped/{reason}", n)
         finally:
-            for label, value in (("docs_in", docs_in), ("chars_in", chars_in), ("kept", kept), ("chars_kept", chars_kept)):
+            for label, value in (
+                ("docs_in", docs_in),
+                ("chars_in", chars_in),
+                ("kept", kept),
+                ("chars_kept", chars_kept),
+            ):
                 self.stat_update(label, value=value)
             for label, value in self._counts.items():
                 self.stat_update(label, value=value)
@@ -107,6 +112,16 @@ class ZhtwReader(BaseReader):
             ) as bar,
         ):
             n_issues = 0
+
+            def record(issue: ReadIssue) -> None:
+                nonlocal n_issues
+                self.stat_update(f"unreadable/{issue.reason}")
+                n_issues += 1
+                if n_issues <= MAX_ISSUES_LOGGED_PER_TASK:
+                    issues_out.write(json.dumps(dataclasses.asdict(issue), ensure_ascii=False) + "\n")
+                    logger.warning(f"{issue.source} ({issue.where}): {issue.reason}: {issue.detail}")
+
+            limit = self.input_cfg.max_doc_chars
             for path in shard:
                 self.stat_update("input_files")
                 for item in iter_file(
@@ -117,13 +132,18 @@ class ZhtwReader(BaseReader):
                 ):
                     self.stat_update("read")
                     if isinstance(item, ReadIssue):
-                        self.stat_update(f"unreadable/{item.reason}")
-                        n_issues += 1
-                        if n_issues <= MAX_ISSUES_LOGGED_PER_TASK:
-                            issues_out.write(json.dumps(dataclasses.asdict(item), ensure_ascii=False) + "\n")
-                            logger.warning(f"{item.source} ({item.where}): {item.reason}: {item.detail}")
-                        continue
-                    yield self._to_document(item)
+                        record(item)
+                    elif len(item.text) > limit:
+                        record(
+                            ReadIssue(
+                                item.source,
+                                "too_long",
+                                f"id {item.id}",
+                                f"{len(item.text)} characters > input.max_doc_chars={limit}",
+                            )
+                        )
+                    else:
+                        yield self._to_document(item)
                 bar.update(_size(path))
 
     def _to_document(self, raw: RawDoc) -> Document:
@@ -312,7 +332,9 @@ class CharMinhashSignature(MinhashDedupSignature):
 
 
 def minhash_config(ngram: int, num_buckets: int, hashes_per_bucket: int, seed: int) -> MinhashConfig:
-    return MinhashConfig(n_grams=ngram, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket, seed=seed)
+    return MinhashConfig(
+        n_grams=ngram, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket, seed=seed
+    )
 
 
 class RankFileReader(JsonlReader):

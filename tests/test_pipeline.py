@@ -98,7 +98,9 @@ def test_sample_end_to_end(sample_run: Path) -> None:
             dropped = sum(v["documents"] for v in s["dropped"].values())
             assert s["documents_in"] == s["kept"] + dropped
             if s["step"].startswith("🔻"):  # filters never change text; cleaning and conversion may
-                assert s["characters_in"] == s["characters_kept"] + sum(v["characters"] for v in s["dropped"].values())
+                assert s["characters_in"] == s["characters_kept"] + sum(
+                    v["characters"] for v in s["dropped"].values()
+                )
 
 
 def test_traditional_text_is_never_s2twp_converted(sample_run: Path) -> None:
@@ -136,10 +138,14 @@ def write_bad_inputs(d: Path) -> dict[str, str]:
     d.mkdir(parents=True, exist_ok=True)
     good = "臺灣的高山茶以清香聞名，茶農在清晨採摘嫩葉，經過日光萎凋與室內靜置，再以炒菁和揉捻定型。" * 3
     lines = [json.dumps({"text": good + f"第{i}篇。", "id": f"g{i}"}, ensure_ascii=False) for i in range(6)]
-    (d / "invalid_json.jsonl").write_text("\n".join(lines[:3] + ["{not json"] + lines[3:]) + "\n", encoding="utf-8")
+    (d / "invalid_json.jsonl").write_text(
+        "\n".join(lines[:3] + ["{not json"] + lines[3:]) + "\n", encoding="utf-8"
+    )
     raw = gzip.compress(("\n".join(lines) + "\n").encode())
     (d / "truncated.jsonl.gz").write_bytes(raw[: len(raw) // 2])
-    (d / "bad_utf8.jsonl").write_bytes(lines[0].encode() + b"\n" + b'{"text": "\xff\xfe bad"}\n' + lines[1].encode() + b"\n")
+    (d / "bad_utf8.jsonl").write_bytes(
+        lines[0].encode() + b"\n" + b'{"text": "\xff\xfe bad"}\n' + lines[1].encode() + b"\n"
+    )
     (d / "empty.jsonl").write_bytes(b"")
     return {
         "invalid_json.jsonl": "invalid_json",
@@ -162,7 +168,12 @@ def test_bad_inputs_are_counted_and_balanced(tmp_path: Path) -> None:
         assert reason in files[matches[0]]
         assert stats["documents"]["unreadable"].get(reason, 0) >= 1
     # strict mode turns the same run into a failure
-    assert run_cli("run", str(tmp_path / "in"), "--output", str(out), "--workers", "2", "--no-progress", "--strict") == 3
+    assert (
+        run_cli(
+            "run", str(tmp_path / "in"), "--output", str(out), "--workers", "2", "--no-progress", "--strict"
+        )
+        == 3
+    )
 
 
 def test_nothing_readable_exits_nonzero(tmp_path: Path) -> None:
@@ -189,9 +200,15 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, sample_run:
     (plan.work / "filtered" / "00001.jsonl").write_text('{"text": "half-writ', encoding="utf-8")
     assert not (plan.work / "logs" / "filter" / "completions" / "00001").exists()
 
-    assert run_cli("run", str(SAMPLE), "--output", str(out), "--workers", "2", "--tasks", "2", "--no-progress") == 0
+    assert (
+        run_cli("run", str(SAMPLE), "--output", str(out), "--workers", "2", "--tasks", "2", "--no-progress")
+        == 0
+    )
     clean = tmp_path / "clean"
-    assert run_cli("run", str(SAMPLE), "--output", str(clean), "--workers", "2", "--tasks", "2", "--no-progress") == 0
+    assert (
+        run_cli("run", str(SAMPLE), "--output", str(clean), "--workers", "2", "--tasks", "2", "--no-progress")
+        == 0
+    )
     assert shard_bytes(out) == shard_bytes(clean)
     s1 = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     s2 = json.loads((clean / "stats.json").read_text(encoding="utf-8"))
@@ -207,8 +224,12 @@ def test_kill_with_signal_then_resume(tmp_path: Path) -> None:
         (inputs / f"part{i}.warc.wet.gz").write_bytes(SAMPLE.read_bytes())
     out, clean = tmp_path / "out", tmp_path / "clean"
     cmd = [sys.executable, "-m", "zhtw.corpus.cli", "run", str(inputs), "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen([*cmd, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*cmd, "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     completions = out / "_work" / "logs" / "filter" / "completions"
     try:
         for _ in range(600):
@@ -252,7 +273,7 @@ def test_slurm_jobs_are_built_and_run_correctly(tmp_path: Path, sample_run: Path
     sbatch = bindir / "sbatch"
     sbatch.write_text(
         "#!/usr/bin/env bash\n"
-        f'n=$(ls {jobs} | wc -l); n=$((n+1)); mkdir -p {jobs}/$n\n'
+        f"n=$(ls {jobs} | wc -l); n=$((n+1)); mkdir -p {jobs}/$n\n"
         f'for a in "$@"; do echo "$a" >> {jobs}/$n/args; done\n'
         f'cp "${{@: -1}}" {jobs}/$n/script\n'
         'echo "Submitted batch job $((1000+n))"\n',
@@ -265,9 +286,25 @@ def test_slurm_jobs_are_built_and_run_correctly(tmp_path: Path, sample_run: Path
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
     out = tmp_path / "out"
     subprocess.run(
-        [sys.executable, "-m", "zhtw.corpus.cli", "run", str(SAMPLE), "--output", str(out), "--executor", "slurm",
-         "--slurm-partition", "cpu", "--slurm-time", "01:00:00", "--no-progress"],
-        check=True, env=env, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "zhtw.corpus.cli",
+            "run",
+            str(SAMPLE),
+            "--output",
+            str(out),
+            "--executor",
+            "slurm",
+            "--slurm-partition",
+            "cpu",
+            "--slurm-time",
+            "01:00:00",
+            "--no-progress",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
     )
     submitted = sorted((p for p in jobs.iterdir()), key=lambda p: int(p.name))
     scripts = [(p / "script").read_text() for p in submitted]
@@ -276,7 +313,9 @@ def test_slurm_jobs_are_built_and_run_correctly(tmp_path: Path, sample_run: Path
     assert all("#SBATCH --partition=cpu" in s and "#SBATCH --time=01:00:00" in s for s in pipeline_jobs)
     assert all(f"source {sys.prefix}/bin/activate" in s for s in pipeline_jobs)
     # later stages depend on earlier ones
-    dep_args = [(p / "args").read_text() for p in submitted if "launch_pickled_pipeline" in (p / "script").read_text()]
+    dep_args = [
+        (p / "args").read_text() for p in submitted if "launch_pickled_pipeline" in (p / "script").read_text()
+    ]
     assert all("--dependency=afterok:" in a for a in dep_args[1:])
     # run the recorded array tasks in order, as Slurm would
     bindir_py = Path(sys.executable).parent
@@ -284,14 +323,20 @@ def test_slurm_jobs_are_built_and_run_correctly(tmp_path: Path, sample_run: Path
         m = re.search(r"#SBATCH --array=0-(\d+)", s)
         pik = re.search(r"launch_pickled_pipeline (\S+)", s).group(1)
         for i in range(int(m.group(1)) + 1):
-            subprocess.run([str(bindir_py / "launch_pickled_pipeline"), pik], check=True, capture_output=True,
-                           env={**env, "SLURM_ARRAY_TASK_ID": str(i), "SLURM_NODELIST": "localhost"})
+            subprocess.run(
+                [str(bindir_py / "launch_pickled_pipeline"), pik],
+                check=True,
+                capture_output=True,
+                env={**env, "SLURM_ARRAY_TASK_ID": str(i), "SLURM_NODELIST": "localhost"},
+            )
     assert run_cli("stats", str(out)) == 0
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     assert_balanced(stats)
     local = json.loads((sample_run / "stats.json").read_text(encoding="utf-8"))
     assert stats["documents"] == local["documents"]
-    assert read_shards(out) and {r["id"] for r in read_shards(out)} == {r["id"] for r in read_shards(sample_run)}
+    assert read_shards(out) and {r["id"] for r in read_shards(out)} == {
+        r["id"] for r in read_shards(sample_run)
+    }
 
 
 @pytest.mark.slow
@@ -329,8 +374,12 @@ def test_real_crawl_records(shared_data: Path, tmp_path: Path) -> None:
     """Genuine CC WET/WARC, a wget WARC and CCNet JSON: all read, spam dropped, accounting balanced."""
     web = shared_data / "web"
     out = tmp_path / "out"
-    inputs = [web / "whirlwind.warc.wet.gz", web / "whirlwind.warc.gz", web / "dolma_sample-0000.warc.gz",
-              web / "chinesewebtext_cc_2021-43.jsonl.gz"]
+    inputs = [
+        web / "whirlwind.warc.wet.gz",
+        web / "whirlwind.warc.gz",
+        web / "dolma_sample-0000.warc.gz",
+        web / "chinesewebtext_cc_2021-43.jsonl.gz",
+    ]
     assert run_cli("run", *map(str, inputs), "--output", str(out), "--no-progress") == 0
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     assert_balanced(stats)
