@@ -177,6 +177,8 @@ def s2_attention_forward(
     the shifted groups. With a mask (padding, packed sequences, sliding window), ``noleak`` keeps exactly
     the mask's allowed pairs inside each group; ``roll`` keeps only its key-padding part.
     """
+    if variant not in VARIANTS:
+        raise S2AttentionError(f"variant={variant!r} is unknown: use one of {VARIANTS}.")
     q_len, kv_len = query.shape[2], key.shape[2]
     if not module.training or q_len != kv_len or q_len == 1:
         # eval, generation with a cache, single tokens: ordinary full causal attention
