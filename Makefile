@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first: a bare `torch` requirement would pull gigabytes of CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,ray,trafilatura,dev]"
+	$(PY) -m pip install -q -e ".[gpu,ray,trafilatura,dev,bench]"
 	touch $(STAMP)
 
 demo: venv

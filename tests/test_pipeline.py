@@ -147,11 +147,14 @@ def write_bad_inputs(d: Path) -> dict[str, str]:
         lines[0].encode() + b"\n" + b'{"text": "\xff\xfe bad"}\n' + lines[1].encode() + b"\n"
     )
     (d / "empty.jsonl").write_bytes(b"")
+    huge = json.dumps({"text": "長" * (50 * 2**20 // 3), "id": "huge"}, ensure_ascii=False)  # a 50 MB line
+    (d / "huge.jsonl").write_text(lines[2] + "\n" + huge + "\n" + lines[4] + "\n", encoding="utf-8")
     return {
         "invalid_json.jsonl": "invalid_json",
         "truncated.jsonl.gz": "truncated_gzip",
         "bad_utf8.jsonl": "invalid_utf8",
         "empty.jsonl": "empty_file",
+        "huge.jsonl": "too_long",
     }
 
 
