@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -97,7 +98,7 @@ _BOILERPLATE_MARKERS = [
     r"保留(?:所有|一切)[权權]利",
     r"未[经經](?:本站|本网|本網|作者)?(?:[书書]面)?(?:授[权權]|许可|許可|同意).{0,12}[转轉]载",
     r"[转轉]载.{0,6}(?:注明|註明)",
-    r"ICP\s*[备備证證]",
+    r"icp\s*[备備证證]",  # markers are written in lower case: the line scan runs on lower-cased text
     r"[备備]案[号號]",
     r"公[网網]安[备備]",
     r"增值[电電]信",
@@ -148,6 +149,27 @@ def _boilerplate_re(extra: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in (*_BOILERPLATE_MARKERS, *extra)), re.IGNORECASE)
 
 
+@lru_cache(maxsize=32)
+def _boilerplate_hint_res(extra: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """Regexes over the lower-cased text that find every line that might be furniture.
+
+    Split for speed (one big case-insensitive alternation scanned at 1.6 MB/s): line-anchored
+    markers in MULTILINE mode, the unanchored markers, and the navigation words as a trie.
+    """
+    anchored, floating = [], []
+    for pat in (*_BOILERPLATE_MARKERS, *extra):
+        if pat.startswith("^"):
+            anchored.append("^[^\\S\\n]*" + pat[1:])
+        else:
+            floating.append(pat)
+    nav_words = {w.lower() for w in (*_NAV_WORDS.split("|"), *_NAV_ALONE.split("|"))}
+    return (
+        re.compile("|".join(f"(?:{x})" for x in anchored), re.MULTILINE | re.IGNORECASE),
+        re.compile("|".join(f"(?:{x})" for x in floating), re.IGNORECASE if extra else 0),
+        re.compile(_trie_pattern(sorted(nav_words))),
+    )
+
+
 def _has_han(line: str, n: int) -> bool:
     return sum(map(len, _HAN_RUN_RE.findall(line))) >= n
 
@@ -175,34 +197,54 @@ def remove_boilerplate_lines(text: str, cfg: CleanConfig) -> tuple[str, int]:
     """
     if not cfg.remove_boilerplate:
         return text, 0
-    marker_re = _boilerplate_re(tuple(cfg.extra_boilerplate_patterns))
+    extra = tuple(cfg.extra_boilerplate_patterns)
+    marker_re = _boilerplate_re(extra)
     max_len = cfg.max_boilerplate_line_chars
-    max_rep = cfg.max_repeated_line_chars if cfg.remove_repeated_lines else -1
     lines = text.split("\n")
-    drop = [False] * len(lines)
-    repeats: list[int] = []
-    seen: set[str] = set()
-    n_lines = 0
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        n_lines += 1
-        n = len(stripped)
-        if n <= max_len and (marker_re.search(stripped) or _is_menu(stripped)):
-            drop[i] = True
-        elif n <= max_rep and not stripped.endswith(_SENTENCE_END) and _has_han(stripped, 4):
-            if stripped in seen:
-                repeats.append(i)
-            else:
-                seen.add(stripped)
-    if repeats and len(repeats) <= cfg.max_repeated_line_share * n_lines:
-        for i in repeats:
-            drop[i] = True
-    removed = sum(drop)
+    drop: set[int] = set()
+    # Whole-text scans in C find the few lines that can be furniture; only those are checked
+    # line by line (a per-line regex loop ran at 3 MB/s on the gazette's short lines).
+    lowered = text.lower()  # same line breaks as text
+    candidates: set[int] = set()
+    for hint in _boilerplate_hint_res(extra):
+        for m in hint.finditer(lowered):
+            candidates.add(lowered.count("\n", 0, m.start()))
+            candidates.add(lowered.count("\n", 0, m.end()))
+    for i in candidates:
+        stripped = lines[i].strip()
+        if stripped and len(stripped) <= max_len and (marker_re.search(stripped) or _is_menu(stripped)):
+            drop.add(i)
+    stripped_lines = [line.strip() for line in lines]
+    counts = Counter(stripped_lines)
+    n_lines = len(lines) - counts.get("", 0)
+    if cfg.remove_repeated_lines:
+        max_rep = cfg.max_repeated_line_chars
+        dropped_text = {stripped_lines[i] for i in drop}
+        repeated = {
+            s
+            for s, c in counts.items()
+            if c > 1
+            and s
+            and len(s) <= max_rep
+            and s not in dropped_text
+            and not s.endswith(_SENTENCE_END)
+            and _has_han(s, 4)
+        }
+        if repeated:
+            seen: set[str] = set()
+            repeats: list[int] = []
+            for i, s in enumerate(stripped_lines):
+                if s in repeated:
+                    if s in seen:
+                        repeats.append(i)
+                    else:
+                        seen.add(s)
+            if len(repeats) <= cfg.max_repeated_line_share * n_lines:
+                drop.update(repeats)
+    removed = len(drop)
     if not removed:
         return text, 0
-    out = "\n".join(line for line, d in zip(lines, drop) if not d)
+    out = "\n".join(line for i, line in enumerate(lines) if i not in drop)
     if "\n\n\n" in out:
         out = re.sub(r"\n{3,}", "\n\n", out)
     return out.strip("\n"), removed
