@@ -1,0 +1,595 @@
+"""`zhtw-pretrain prepare`: resize a base Llama-family model to the extended tokenizer and initialise the new rows.
+
+Why a separate stage: training should start from a saved, resized base (otherwise every adapter checkpoint also
+stores the full embedding matrices), and the new rows should start where they do the least harm. The default
+`mean-subtoken` initialisation sets each new row (input embedding and output head) to the mean of the base rows
+of the pieces that the *base* tokenizer splits the new piece into, so a new token starts out meaning roughly what
+its old spelling meant, and English, which never uses the new (CJK) pieces, keeps its next-token distribution.
+
+Reads top to bottom: check the tokenizer against the model, exit early when the output already matches the
+inputs, load, resize and initialise, save the model and the tokenizer files, and write `zhtw_prepare.json` last
+(an interrupted run therefore never looks finished).
+
+Usage::
+
+    zhtw-pretrain prepare --base ../shared/data/models/stories260K --tokenizer build/tokenizer \\
+        --output build/prepared
+    from zhtw.pretrain.prepare import prepare_model, load_prepare_metadata
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DTYPES",
+    "FORMAT",
+    "INITS",
+    "METADATA",
+    "TOKENIZER_FILES",
+    "ExtendedTokenizer",
+    "NotPreparedError",
+    "OutputExistsError",
+    "PrepareError",
+    "TokenizerMismatchError",
+    "base_subtoken_ids",
+    "check_tokenizer_matches_model",
+    "initialise_new_rows",
+    "load_extended_tokenizer",
+    "load_prepare_metadata",
+    "main",
+    "prepare_model",
+    "rows_for",
+]
+
+Log = Callable[[str], None]
+
+FORMAT = "zhtw-prepare/1"
+METADATA = "zhtw_prepare.json"
+TOKENIZER_METADATA = "zhtw_tokenizer.json"
+INITS: tuple[str, ...] = ("mean-subtoken", "mean", "random")
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+TOKENIZER_FILES: tuple[str, ...] = (
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    TOKENIZER_METADATA,
+)
+# files of the base directory that determine the prepared model (weights, config, tokenizer)
+_BASE_FILE_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model*.bin.index.json",
+    "tokenizer.model",
+    "tokenizer.json",
+)
+# what save_pretrained writes for a causal LM; removed before an --overwrite so stale shards cannot linger
+_MODEL_OUTPUT_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+)
+RANDOM_SEED = 0
+
+
+class PrepareError(Exception):
+    """Base class: anything `zhtw-pretrain prepare` refuses or cannot do, with the fix in the message."""
+
+
+class TokenizerMismatchError(PrepareError):
+    """The extended tokenizer was not built on this model's tokenizer."""
+
+
+class OutputExistsError(PrepareError):
+    """The output directory holds something else; refusing to overwrite it silently."""
+
+
+class NotPreparedError(PrepareError):
+    """A directory is not (or not completely) a `zhtw-pretrain prepare` output."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("zhtw", "torch", "transformers", "safetensors", "sentencepiece", "tokenizers"):
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def rows_for(tokenizer_size: int, pad_to_multiple_of: int) -> int:
+    """Embedding rows: the tokenizer length rounded up to the multiple (1 or 0: no padding)."""
+    m = max(1, pad_to_multiple_of)
+    return math.ceil(tokenizer_size / m) * m
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the tokenizer and its base
+
+
+def _load_proto(path: Path) -> Any:
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    try:
+        proto.ParseFromString(path.read_bytes())
+    except Exception as e:  # protobuf's DecodeError is not exported consistently
+        raise TokenizerMismatchError(f"{path} is not a SentencePiece model ({e}).") from e
+    return proto
+
+
+@dataclass
+class ExtendedTokenizer:
+    """A `zhtw-tok build` output directory: its SentencePiece model, metadata and hash."""
+
+    directory: Path
+    proto: Any  # sentencepiece ModelProto
+    meta: dict[str, Any]
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return len(self.proto.pieces)
+
+    @property
+    def base_vocab_size(self) -> int:
+        return int(self.meta["base_vocab_size"])
+
+    @property
+    def added_pieces(self) -> list[str]:
+        return [p.piece for p in self.proto.pieces[self.base_vocab_size :]]
+
+
+def load_extended_tokenizer(directory: str | Path) -> ExtendedTokenizer:
+    """Load and self-check a `zhtw-tok build` output; raise `TokenizerMismatchError` saying how to make one."""
+    d = Path(directory).expanduser()
+    missing = [name for name in TOKENIZER_FILES if not (d / name).is_file()]
+    if missing:
+        raise TokenizerMismatchError(
+            f"{d} is not a finished zhtw-tok build output (missing {', '.join(missing)}); build the extended "
+            "tokenizer with `zhtw-tok build --base MODEL_DIR --corpus ... --output TOKENIZER_DIR` and pass that "
+            "directory as --tokenizer."
+        )
+    meta = json.loads((d / TOKENIZER_METADATA).read_text(encoding="utf-8"))
+    proto = _load_proto(d / "tokenizer.model")
+    n_base = int(meta.get("base_vocab_size", -1))
+    added = [p.piece for p in proto.pieces[n_base:]] if n_base >= 0 else None
+    if len(proto.pieces) != meta.get("vocab_size") or added != meta.get("added_pieces"):
+        raise TokenizerMismatchError(
+            f"{d}: tokenizer.model ({len(proto.pieces):,} pieces) does not match {TOKENIZER_METADATA} "
+            f"(vocab_size {meta.get('vocab_size')}, base_vocab_size {meta.get('base_vocab_size')}); the directory "
+            "was edited after the build. Rebuild it with `zhtw-tok build --base MODEL_DIR ... --overwrite`."
+        )
+    return ExtendedTokenizer(
+        directory=d.resolve(), proto=proto, meta=meta, sha256=sha256_file(d / "tokenizer.model")
+    )
+
+
+def _pieces_from_tokenizer_json(path: Path) -> dict[int, str]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    vocab = {int(i): p for p, i in (data.get("model", {}).get("vocab") or {}).items()}
+    for tok in data.get("added_tokens", []):
+        vocab.setdefault(int(tok["id"]), tok["content"])
+    return vocab
+
+
+def check_tokenizer_matches_model(base: str | Path, tok: ExtendedTokenizer) -> Any:
+    """Refuse a tokenizer that was not built on the base model's tokenizer; return the base SentencePiece proto.
+
+    Compares pieces (text, score and type of the first `base_vocab_size` pieces), not file names, and also the
+    base SHA-256 recorded by `zhtw-tok build` when the model directory holds its tokenizer.model.
+    """
+    base_dir = Path(base).expanduser()
+    n = tok.base_vocab_size
+    fix = (
+        f"Rebuild the tokenizer on this model's tokenizer: `zhtw-tok build --base {base_dir} --corpus ... "
+        f"--output NEW_TOKENIZER_DIR`, then pass --tokenizer NEW_TOKENIZER_DIR."
+    )
+    head = f"the tokenizer {tok.directory} was not built on the tokenizer of {base_dir}"
+    model_file = base_dir / "tokenizer.model"
+    if model_file.is_file():
+        base_proto = _load_proto(model_file)
+        if len(base_proto.pieces) != n:
+            raise TokenizerMismatchError(
+                f"{head}: the model's tokenizer.model has {len(base_proto.pieces):,} pieces, the extended "
+                f"tokenizer's base had {n:,}. {fix}"
+            )
+        for i, (a, b) in enumerate(zip(base_proto.pieces, tok.proto.pieces)):
+            if (a.piece, a.score, a.type) != (b.piece, b.score, b.type):
+                raise TokenizerMismatchError(
+                    f"{head}: piece {i} is {a.piece!r} in the model's tokenizer.model but {b.piece!r} in the "
+                    f"extended tokenizer. {fix}"
+                )
+        recorded = tok.meta.get("base", {}).get("sha256")
+        actual = sha256_file(model_file)
+        if recorded != actual:
+            raise TokenizerMismatchError(
+                f"{head}: the pieces agree, but {TOKENIZER_METADATA} records base sha256 {str(recorded)[:12]}… and "
+                f"the model's tokenizer.model is {actual[:12]}… (normaliser or settings differ). {fix}"
+            )
+        return base_proto
+    json_file = base_dir / "tokenizer.json"
+    if json_file.is_file():
+        vocab = _pieces_from_tokenizer_json(json_file)
+        if len(vocab) != n:
+            raise TokenizerMismatchError(
+                f"{head}: the model's tokenizer.json has {len(vocab):,} tokens, the extended tokenizer's base had "
+                f"{n:,}. {fix}"
+            )
+        for i in range(n):
+            if vocab.get(i) != tok.proto.pieces[i].piece:
+                raise TokenizerMismatchError(
+                    f"{head}: token {i} is {vocab.get(i)!r} in the model's tokenizer.json but "
+                    f"{tok.proto.pieces[i].piece!r} in the extended tokenizer. {fix}"
+                )
+        base_proto = type(tok.proto)()
+        base_proto.CopyFrom(tok.proto)
+        del base_proto.pieces[n:]
+        return base_proto
+    raise TokenizerMismatchError(
+        f"{base_dir} holds no tokenizer.model or tokenizer.json, so the extended tokenizer cannot be checked "
+        f"against it; copy the model's original tokenizer.model into {base_dir} and run again."
+    )
+
+
+def base_subtoken_ids(base_proto: Any, pieces: Sequence[str]) -> list[list[int]]:
+    """The base ids each piece splits into under the base tokenizer, exactly as the piece's text.
+
+    The piece is encoded as written, with the base normaliser minus its dummy prefix and whitespace collapsing:
+    a piece `中文` must not become `▁中文`, and `▁▁` must stay two word markers. A literal `▁` in the text is
+    the word-start marker itself, so `▁the` maps to the base piece `▁the`.
+    """
+    import sentencepiece as spm
+
+    proto = type(base_proto)()
+    proto.CopyFrom(base_proto)
+    proto.normalizer_spec.add_dummy_prefix = False
+    proto.normalizer_spec.remove_extra_whitespaces = False
+    sp = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+    out = [list(sp.encode(p)) for p in pieces]
+    empty = [p for p, ids in zip(pieces, out) if not ids]
+    if empty:
+        raise TokenizerMismatchError(
+            f"the base tokenizer encodes {empty[:3]} to no ids; these pieces cannot be initialised."
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# resizing and initialisation
+
+
+def _mean_of_groups(base_rows: Any, groups: Sequence[Sequence[int]]) -> Any:
+    """Row k of the result = mean of base_rows[groups[k]], computed in float32."""
+    import torch
+
+    flat = torch.tensor([i for g in groups for i in g], dtype=torch.long)
+    owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(g) for g in groups]))
+    sums = torch.zeros(len(groups), base_rows.shape[1], dtype=torch.float32)
+    sums.index_add_(0, owner, base_rows.float()[flat])
+    return sums / torch.tensor([len(g) for g in groups], dtype=torch.float32)[:, None]
+
+
+def _fill_rows(
+    weight: Any, n_base: int, subtokens: Sequence[Sequence[int]], init: str, std: float, generator: Any
+) -> None:
+    """Overwrite rows n_base.. of a weight matrix in place: new pieces first, then pad rows."""
+    import torch
+
+    rows = weight.shape[0]
+    n_new = len(subtokens)
+    base = weight[:n_base].float()
+    with torch.no_grad():
+        if init == "random":
+            fresh = torch.empty(rows - n_base, weight.shape[1], dtype=torch.float32)
+            fresh.normal_(0.0, std, generator=generator)
+        else:
+            mean = base.mean(dim=0, keepdim=True)
+            fresh = mean.expand(rows - n_base, -1).clone()
+            if init == "mean-subtoken" and n_new:
+                fresh[:n_new] = _mean_of_groups(base, subtokens)
+        weight[n_base:] = fresh.to(weight.dtype)
+
+
+def initialise_new_rows(
+    model: Any, n_base: int, rows: int, subtokens: Sequence[Sequence[int]], init: str = "mean-subtoken"
+) -> bool:
+    """Resize input embeddings and output head of `model` to `rows` and initialise every row from `n_base` on.
+
+    Rows [n_base, n_base + len(subtokens)) are the new pieces, the rest pad rows. `mean-subtoken`: each new row
+    of each matrix = mean of that matrix's base rows listed in `subtokens`, pad rows = mean base row; `mean`:
+    every row = mean base row; `random`: normal(0, config.initializer_range), seeded. Rows below n_base are
+    copied bit for bit and the dtype is kept. Returns whether the input and output matrices are tied.
+    """
+    import torch
+
+    if init not in INITS:
+        raise PrepareError(f"--init {init!r} is unknown; choose one of {', '.join(INITS)}.")
+    if n_base + len(subtokens) > rows:
+        raise PrepareError(f"{rows} embedding rows cannot hold {n_base} base + {len(subtokens)} new pieces.")
+    model.resize_token_embeddings(rows, mean_resizing=False)
+    emb = model.get_input_embeddings().weight
+    out_layer = model.get_output_embeddings()
+    head = None if out_layer is None else out_layer.weight
+    tied = head is None or head is emb or head.data_ptr() == emb.data_ptr()
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    generator = torch.Generator().manual_seed(RANDOM_SEED)
+    _fill_rows(emb.data, n_base, subtokens, init, std, generator)
+    if not tied:
+        if head.shape[0] != rows:
+            raise PrepareError(f"the output head has {head.shape[0]} rows after resizing, expected {rows}.")
+        _fill_rows(head.data, n_base, subtokens, init, std, generator)
+    return tied
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the stage
+
+
+def _base_files(base_dir: Path) -> dict[str, str]:
+    names = sorted({p.name for pat in _BASE_FILE_PATTERNS for p in base_dir.glob(pat) if p.is_file()})
+    return {name: sha256_file(base_dir / name) for name in names}
+
+
+def _inputs(
+    base_files: dict[str, str], tok: ExtendedTokenizer, init: str, pad: int, dtype: str
+) -> dict[str, Any]:
+    """What a rerun compares: base files, tokenizer files and settings (not paths: moved inputs are the same)."""
+    return {
+        "base_model_files_sha256": base_files,
+        "tokenizer_files_sha256": {name: sha256_file(tok.directory / name) for name in TOKENIZER_FILES},
+        "init": init,
+        "pad_to_multiple_of": pad,
+        "dtype": dtype,
+    }
+
+
+def _finished(out: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The metadata of `out` when it was prepared from exactly these inputs and is intact, else None."""
+    try:
+        meta = load_prepare_metadata(out)
+    except NotPreparedError:
+        return None
+    if meta.get("inputs") != inputs:
+        return None
+    for name, digest in meta.get("files", {}).items():
+        f = out / name
+        if not f.is_file() or sha256_file(f) != digest:
+            return None
+    return meta
+
+
+def _clear_output(out: Path) -> None:
+    """Remove what an earlier prepare wrote (and only that), metadata first."""
+    (out / METADATA).unlink(missing_ok=True)
+    for pat in (*_MODEL_OUTPUT_PATTERNS, *TOKENIZER_FILES):
+        for f in out.glob(pat):
+            if f.is_file():
+                f.unlink()
+
+
+def _check_args(base_dir: Path, tok_dir: Path, out: Path, init: str, pad: int, dtype: str) -> None:
+    if init not in INITS:
+        raise PrepareError(f"--init {init!r} is unknown; choose one of {', '.join(INITS)}.")
+    if dtype not in DTYPES:
+        raise PrepareError(f"--dtype {dtype!r} is unknown; choose one of {', '.join(DTYPES)}.")
+    if pad < 1:
+        raise PrepareError(f"--pad-to-multiple-of must be 1 (no padding) or more, not {pad}.")
+    if not (base_dir / "config.json").is_file():
+        raise PrepareError(
+            f"{base_dir} is not a Hugging Face model directory (no config.json); pass the directory that "
+            "`AutoModelForCausalLM.from_pretrained` loads as --base."
+        )
+    for other, what in ((base_dir, "--base"), (tok_dir, "--tokenizer")):
+        if out.resolve() == other.resolve():
+            raise PrepareError(
+                f"--output {out} is the same directory as {what}; choose a new output directory."
+            )
+
+
+def prepare_model(
+    base: str | Path,
+    tokenizer: str | Path,
+    output: str | Path,
+    init: str = "mean-subtoken",
+    pad_to_multiple_of: int = 64,
+    dtype: str = "auto",
+    overwrite: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Write `output`: the base model resized to the extended tokenizer and initialised, its tokenizer, metadata.
+
+    A rerun with the same inputs returns the existing metadata without work; an output prepared from other
+    inputs is refused unless `overwrite`. Returns the metadata written to `zhtw_prepare.json`.
+    """
+    t_start = time.perf_counter()
+    base_dir, tok_dir, out = Path(base).expanduser(), Path(tokenizer).expanduser(), Path(output).expanduser()
+    _check_args(base_dir, tok_dir, out, init, pad_to_multiple_of, dtype)
+    tok = load_extended_tokenizer(tok_dir)
+    base_proto = check_tokenizer_matches_model(base_dir, tok)
+    n_base, n_tok = tok.base_vocab_size, tok.size
+    rows = rows_for(n_tok, pad_to_multiple_of)
+    log(
+        f"tokenizer {tok.directory}: {n_base:,} base + {n_tok - n_base:,} new pieces; pieces match the base model"
+    )
+
+    log(f"hashing the base model files in {base_dir} ...")
+    base_files = _base_files(base_dir)
+    inputs = _inputs(base_files, tok, init, pad_to_multiple_of, dtype)
+    done = _finished(out, inputs)
+    if done is not None:
+        log(f"{out} is up to date (same base model, tokenizer and settings); nothing to do.")
+        return done
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"{out} is not empty and was not prepared from these inputs (base, tokenizer, --init, "
+            "--pad-to-multiple-of, --dtype); choose another --output or pass --overwrite."
+        )
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(base_dir)
+    base_rows = int(getattr(config, "vocab_size", 0) or 0)
+    if base_rows < n_base:
+        raise TokenizerMismatchError(
+            f"{base_dir} has {base_rows:,} embedding rows but its tokenizer has {n_base:,} pieces; it is not the "
+            "model this tokenizer belongs to (was it already prepared?). Pass the original base model as --base."
+        )
+    subtokens = (
+        base_subtoken_ids(base_proto, tok.added_pieces)
+        if init == "mean-subtoken"
+        else [[]] * (n_tok - n_base)
+    )
+    log(f"loading {base_dir} ({base_rows:,} embedding rows) ...")
+    load_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=load_dtype)
+    model.eval()
+    tied = initialise_new_rows(model, n_base, rows, subtokens, init)
+    resolved_dtype = str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
+    pad_rows = [n_tok, rows] if rows > n_tok else None
+    log(
+        f"resized to {rows:,} rows (new pieces {n_base:,}..{n_tok - 1:,}"
+        + (f", pad rows {n_tok:,}..{rows - 1:,}" if pad_rows else "")
+        + f"), init {init}, {'tied' if tied else 'untied'} head, {resolved_dtype}"
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_output(out)
+    log(f"saving to {out} ...")
+    model.save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(tok.directory / name, out / name)
+    written = sorted(
+        {p.name for pat in (*_MODEL_OUTPUT_PATTERNS, *TOKENIZER_FILES) for p in out.glob(pat) if p.is_file()}
+    )
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "base_model": str(base_dir.resolve()),
+        "base_model_files_sha256": base_files,
+        "tokenizer_dir": str(tok.directory),
+        "tokenizer_sha256": tok.sha256,
+        "base_vocab_size": n_base,
+        "tokenizer_size": n_tok,
+        "embedding_rows": rows,
+        "new_token_ids": [n_base, n_tok],
+        "pad_rows": pad_rows,
+        "init": init,
+        "tie_word_embeddings": tied,
+        "dtype": resolved_dtype,
+        "versions": library_versions(),
+        "seconds": 0.0,
+        "pad_to_multiple_of": pad_to_multiple_of,
+        "inputs": inputs,
+        "files": {name: sha256_file(out / name) for name in written},
+    }
+    meta["seconds"] = round(time.perf_counter() - t_start, 2)
+    (out / METADATA).write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    log(f"wrote {out} in {meta['seconds']:.1f} s")
+    return meta
+
+
+def load_prepare_metadata(directory: str | Path) -> dict[str, Any]:
+    """The `zhtw_prepare.json` of a prepared model directory; `NotPreparedError` with the fix otherwise."""
+    d = Path(directory).expanduser()
+    path = d / METADATA
+    fix = (
+        "Run `zhtw-pretrain prepare --base MODEL_DIR --tokenizer TOKENIZER_DIR --output "
+        f"{d}` first (or pass the directory it wrote)."
+    )
+    if not path.is_file():
+        raise NotPreparedError(f"{d} is not a prepared model: {METADATA} is missing. {fix}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise NotPreparedError(f"{path} cannot be read ({e}). {fix}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise NotPreparedError(f"{path} has format {got!r}, expected {FORMAT!r}. {fix}")
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="zhtw-pretrain prepare",
+        description="Resize a base Llama-family model to a `zhtw-tok build` tokenizer, initialise the new "
+        "embedding and output-head rows, and save model, tokenizer and zhtw_prepare.json. Rerunning on a "
+        "finished output is a no-op.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--base", required=True, help="base model directory (Hugging Face format, with its tokenizer)"
+    )
+    p.add_argument(
+        "--tokenizer", required=True, help="extended tokenizer directory written by `zhtw-tok build`"
+    )
+    p.add_argument("--output", required=True, help="output directory for the prepared model")
+    p.add_argument(
+        "--init",
+        choices=INITS,
+        default="mean-subtoken",
+        help="new rows: mean of the base rows of the pieces the base tokenizer splits the new piece into; "
+        "'mean' and 'random' are for comparison",
+    )
+    p.add_argument(
+        "--pad-to-multiple-of",
+        type=int,
+        default=64,
+        help="round the embedding rows up to this multiple (pad rows are initialised like the others); 1: none",
+    )
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="'auto' keeps the base model's dtype")
+    p.add_argument("--overwrite", action="store_true", help="replace an output prepared from other inputs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `zhtw-pretrain prepare`; exits 1 with the message of a refused run."""
+    args = _parser().parse_args(argv)
+    try:
+        prepare_model(
+            args.base,
+            args.tokenizer,
+            args.output,
+            init=args.init,
+            pad_to_multiple_of=args.pad_to_multiple_of,
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+        )
+    except PrepareError as e:
+        print(f"zhtw-pretrain prepare: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
