@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first: a bare `torch` requirement would pull gigabytes of CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[gpu,ray,trafilatura,dev,bench]"
+	$(PY) -m pip install -q -e ".[gpu,ray,trafilatura,dev]"
 	touch $(STAMP)
 
 demo: venv

@@ -13,6 +13,7 @@ number of workers:
 Reports input MB per second of wall time and per CPU-second (user + sys of the whole process
 tree), the ratio zhtw/stock, the per-step time split, and writes JSON.
 
+    pip install -e ".[bench]"    # spaCy + jieba: the stock pipeline's cmn_Hani word tokenizer
     python benchmarks/corpus_throughput.py --shared ../shared/data --workers 2
 """
 

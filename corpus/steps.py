@@ -23,6 +23,7 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignatur
 from datatrove.pipeline.readers.base import BaseReader
 from datatrove.pipeline.readers.jsonl import JsonlReader
 from datatrove.utils.logging import logger
+from datatrove.utils.word_tokenizers import WordTokenizer
 from tqdm import tqdm
 
 from zhtw.corpus.config import CleanConfig, FilterConfig, InputConfig, ScriptConfig
@@ -319,9 +320,28 @@ def oph_signature(shingles: np.ndarray, num_hashes: int, seed: int) -> np.ndarra
     return sig
 
 
+class CharTokenizer(WordTokenizer):
+    """Characters as words: what near-dup shingles are made of for Chinese.
+
+    Given to datatrove's MinHash stage so it does not load its default word tokenizer (spaCy).
+    """
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return [c for c in text if not c.isspace()]
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [s for s in text.split("\n") if s.strip()]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [(i, i + 1) for i, c in enumerate(text) if not c.isspace()]
+
+
 class CharMinhashSignature(MinhashDedupSignature):
     """datatrove's MinHash signature stage with a character n-gram shingler for Chinese and
     one-permutation hashing (see `oph_signature`); buckets, clustering and filtering are stock."""
+
+    def __init__(self, output_folder: str, config: MinhashConfig) -> None:
+        super().__init__(output_folder, config=config, language=CharTokenizer("zh"))
 
     def get_shingles(self, text: str) -> np.ndarray:
         return char_shingles(text, self.config.n_grams)
