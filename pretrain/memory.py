@@ -1,0 +1,217 @@
+"""Parameter counts and a peak GPU memory estimate for a training configuration, without building the model.
+
+Works from a Llama-family ``config.json`` alone, so ``--dry-run`` answers "will a 7B run fit on my 24 GB
+card?" on any machine. The estimate is of what PyTorch allocates (``torch.cuda.max_memory_allocated``);
+the CUDA context and allocator fragmentation add roughly another 0.5–1.5 GB on a real card.
+
+What is counted, in bytes (bf16 compute, AdamW with fp32 states):
+
+- base linear layers: NF4 = 0.5 byte/parameter + block scales (fp32 per 64 weights, or 8-bit per 64 plus
+  fp32 per 256 blocks with double quantisation); without quantisation the compute dtype;
+- embedding and output head: fp32 when any of their rows train (bf16 would round updates of lr 5e-5
+  away), compute dtype otherwise; one output matrix when the weights are tied;
+- trainable parameters (LoRA, new rows, full matrices, norms): fp32 weight + gradient + two AdamW states
+  = 16 bytes each; trainable rows also build a merged copy of each matrix per forward and, for the head,
+  a full-matrix gradient per loss chunk;
+- activations with gradient checkpointing: every layer's input kept, plus one layer recomputed at a time
+  (projections, MLP, norms in fp32, LoRA dropout copies); without checkpointing every layer's;
+- logits: one loss chunk's bf16 logits, fp32 copy and fp32 gradient (the whole sequence when unchunked).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MemoryEstimate", "ModelShape", "estimate_memory", "model_shape", "render_estimate"]
+
+GIB = 1024**3
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a Llama-family decoder that memory depends on."""
+
+    vocab_rows: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in_features, out_features) of each linear layer of one decoder layer, by module name."""
+        h, q, kv, i = (
+            self.hidden,
+            self.heads * self.head_dim,
+            self.kv_heads * self.head_dim,
+            self.intermediate,
+        )
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
+
+
+def model_shape(config: dict[str, Any] | str | Path) -> ModelShape:
+    """Read a ModelShape from a config.json dict, file or model directory."""
+    if not isinstance(config, dict):
+        path = Path(config)
+        config = json.loads((path / "config.json" if path.is_dir() else path).read_text(encoding="utf-8"))
+    heads = int(config["num_attention_heads"])
+    hidden = int(config["hidden_size"])
+    return ModelShape(
+        vocab_rows=int(config["vocab_size"]),
+        hidden=hidden,
+        intermediate=int(config["intermediate_size"]),
+        layers=int(config["num_hidden_layers"]),
+        heads=heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        tied=bool(config.get("tie_word_embeddings", False)),
+    )
+
+
+@dataclass
+class MemoryEstimate:
+    """Parameter counts and the parts of the estimated peak, in bytes."""
+
+    total_params: int
+    trainable_params: int
+    lora_params: int
+    trainable_row_params: int
+    parts: dict[str, float]
+
+    @property
+    def peak_bytes(self) -> float:
+        return sum(self.parts.values())
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak_bytes / GIB
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["parts_gib"] = {k: round(v / GIB, 3) for k, v in self.parts.items()}
+        out["peak_gib"] = round(self.peak_gib, 3)
+        return out
+
+
+def _lora_targets(target_modules: list[str]) -> list[str]:
+    if any(t in ("all-linear", "all_linear") for t in target_modules):
+        return list(_LINEAR_NAMES)
+    return [name for name in _LINEAR_NAMES if any(name == t or name.endswith(t) for t in target_modules)]
+
+
+def estimate_memory(
+    shape: ModelShape,
+    *,
+    block_size: int,
+    micro_batch: int = 1,
+    quantization: str = "nf4",
+    double_quant: bool = True,
+    compute_dtype: str = "bfloat16",
+    lora_r: int = 32,
+    lora_target_modules: list[str] | None = None,
+    lora_dropout: float = 0.05,
+    trainable_embeddings: str = "new_rows",
+    new_rows: int = 0,
+    trainable_norms: bool = False,
+    gradient_checkpointing: bool = True,
+    loss_chunk_tokens: int | None = 1024,
+) -> MemoryEstimate:
+    """Estimate parameter counts and peak GPU memory of one training step (see the module docstring)."""
+    s = shape
+    cbytes = _DTYPE_BYTES[compute_dtype]
+    linears = s.linear_shapes()
+    base_linear = s.layers * sum(i * o for i, o in linears.values())
+    n_mats = 1 if s.tied else 2
+    embed_params = s.vocab_rows * s.hidden * n_mats
+    norm_params = (2 * s.layers + 1) * s.hidden
+    total = base_linear + embed_params + norm_params
+
+    lora = s.layers * sum(
+        lora_r * (i + o)
+        for name, (i, o) in linears.items()
+        if name in _lora_targets(lora_target_modules or ["all-linear"])
+    )
+    if trainable_embeddings == "new_rows":
+        rows = new_rows * s.hidden * n_mats
+    elif trainable_embeddings == "full":
+        rows = embed_params
+    else:
+        rows = 0
+    norms = norm_params if trainable_norms else 0
+    trainable = lora + rows + norms
+
+    parts: dict[str, float] = {}
+    if quantization == "nf4":
+        scale = (1 / 64 + 4 / (64 * 256)) if double_quant else 4 / 64
+        parts["base_linear"] = base_linear * (0.5 + scale)
+    else:
+        parts["base_linear"] = base_linear * cbytes
+    embed_bytes = 4 if trainable_embeddings != "none" else cbytes
+    parts["embed_head"] = embed_params * embed_bytes + norm_params * 4
+    parts["trainable_states"] = trainable * 16.0  # fp32 weight + grad + AdamW exp_avg + exp_avg_sq
+    if trainable_embeddings == "new_rows":  # merged copies of the matrices and the head's full gradient
+        parts["row_merge_temps"] = embed_params * 4 + s.vocab_rows * s.hidden * 4
+    elif trainable_embeddings == "full":  # modules_to_save keeps the frozen original beside the copy
+        parts["row_merge_temps"] = 0.0
+
+    tokens = micro_batch * block_size
+    resid = 4 if trainable_embeddings != "none" else cbytes  # residual stream dtype follows the embedding
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    n_targets = len(_lora_targets(lora_target_modules or ["all-linear"]))
+    per_layer = tokens * (
+        cbytes * (3 * s.hidden + q + 2 * kv + q + 4 * s.intermediate)  # norms out, q/k/v, attn out, MLP
+        + 4 * 2 * s.hidden  # RMSNorm float32 upcasts
+        + (cbytes * s.hidden * n_targets if lora_dropout > 0 else 0)  # LoRA dropout copies of inputs
+        + 4 * lora_r * n_targets  # LoRA intermediates
+    )
+    if gradient_checkpointing:
+        parts["activations"] = tokens * s.hidden * resid * (s.layers + 2) + 2 * per_layer
+    else:
+        parts["activations"] = per_layer * s.layers + tokens * s.hidden * resid * 2
+    chunk = tokens if not loss_chunk_tokens else min(tokens, loss_chunk_tokens)
+    parts["logits"] = chunk * s.vocab_rows * (cbytes + 4 + 4)
+    # the largest dequantised weight during a 4-bit matmul, plus its gradient-side transpose
+    biggest = max(i * o for i, o in linears.values())
+    parts["dequant_temps"] = 2 * biggest * cbytes if quantization == "nf4" else 0.0
+    return MemoryEstimate(
+        total_params=total,
+        trainable_params=trainable,
+        lora_params=lora,
+        trainable_row_params=rows,
+        parts=parts,
+    )
+
+
+def render_estimate(est: MemoryEstimate, *, gpu_memory_gb: float | None = None, title: str = "") -> str:
+    """A short human-readable report of an estimate."""
+    lines = [title] if title else []
+    lines.append(
+        f"parameters: {est.total_params:,} total, {est.trainable_params:,} trainable "
+        f"({100 * est.trainable_params / max(1, est.total_params):.2f}%: LoRA {est.lora_params:,}, "
+        f"embedding rows {est.trainable_row_params:,})"
+    )
+    lines.append("estimated peak GPU memory (allocated by PyTorch):")
+    for name, value in est.parts.items():
+        lines.append(f"  {name:<18} {value / GIB:8.2f} GiB")
+    lines.append(f"  {'total':<18} {est.peak_gib:8.2f} GiB")
+    if gpu_memory_gb:
+        verdict = "fits" if est.peak_gib + 1.0 <= gpu_memory_gb else "does NOT fit"
+        lines.append(
+            f"with ~1 GiB of CUDA context and fragmentation this {verdict} on a {gpu_memory_gb:g} GB card."
+        )
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""Typed configuration of `zhtw-pretrain train`: a YAML file plus `--key value` overrides.
+
+Every option is a field of one of five dataclasses (model, LoRA, data, S²-Attn, run) or of transformers'
+``TrainingArguments``; all live in one flat namespace, so a YAML key and a command-line flag have the same
+name. Unknown keys are errors in both places, and ``--help`` lists every option with its help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+__all__ = [
+    "ConfigError",
+    "DataArguments",
+    "LoraArguments",
+    "ModelArguments",
+    "RunArguments",
+    "S2AttnArguments",
+    "TrainConfig",
+    "build_parser",
+    "load_config",
+]
+
+QUANTIZATIONS = ("nf4", "none")
+TRAINABLE_EMBEDDINGS = ("new_rows", "full", "none")
+COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
+
+
+class ConfigError(ValueError):
+    """The YAML file or the command line holds an unknown key or an invalid value."""
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class ModelArguments:
+    """Which prepared model to train and how it is loaded."""
+
+    model_path: str = _help(
+        "prepared model directory written by `zhtw-pretrain prepare` (config.json, safetensors, the "
+        "extended tokenizer and zhtw_prepare.json)",
+        default="",
+    )
+    tokenizer_path: str | None = _help(
+        "tokenizer directory; default: the prepared model directory (its tokenizer must have as many "
+        "pieces as the model has non-padding embedding rows)",
+        default=None,
+    )
+    quantization: str = _help(
+        "'nf4': base linear layers in 4-bit NF4 via bitsandbytes (QLoRA); 'none': LoRA on a full-precision base",
+        default="nf4",
+    )
+    double_quant: bool = _help(
+        "quantise the NF4 block scales too (QLoRA's double quantisation)", default=True
+    )
+    compute_dtype: str = _help(
+        "dtype of the frozen base weights and of 4-bit matmuls: bfloat16, float16 or float32 "
+        "(CPU runs always use float32)",
+        default="bfloat16",
+    )
+    trainable_embeddings: str = _help(
+        "which embedding rows train: 'new_rows' (the tokens added by the tokenizer stage, in the input "
+        "embedding and the output head, via peft trainable_token_indices), 'full' (whole embedding and head, "
+        "modules_to_save) or 'none'",
+        default="new_rows",
+    )
+    trainable_norms: bool = _help("also train the RMSNorm weights (LongLoRA's recipe)", default=False)
+    loss_chunk_tokens: int = _help(
+        "tokens per chunk of the chunked cross-entropy (never materialises full float32 logits)", default=1024
+    )
+    use_fused_loss: bool = _help(
+        "use liger-kernel's fused linear cross-entropy on GPU when it is installed (and the head is "
+        "not wrapped by trainable rows); otherwise the chunked loss",
+        default=True,
+    )
+
+
+@dataclass
+class LoraArguments:
+    """The LoRA adapter."""
+
+    lora_r: int = _help("LoRA rank", default=32)
+    lora_alpha: float = _help("LoRA alpha (the update is scaled by alpha / r)", default=64.0)
+    lora_dropout: float = _help("dropout on the LoRA input", default=0.05)
+    lora_target_modules: list[str] = _help(
+        "module names that get LoRA; ['all-linear'] targets every linear layer except the output head",
+        default_factory=lambda: ["all-linear"],
+    )
+
+
+@dataclass
+class DataArguments:
+    """Training text and how it is tokenised and packed."""
+
+    data_files: list[str] = _help(
+        "training text: JSONL(.gz), Parquet or text files, directories or globs (a zhtw-corpus output dir works)",
+        default_factory=list,
+    )
+    block_size: int = _help("tokens per training sequence (context length)", default=2048)
+    data_cache_dir: str | None = _help(
+        "where tokenised, packed blocks are cached (keyed by tokenizer hash, data files and block size); "
+        "default: <output_dir>/../data_cache",
+        default=None,
+    )
+    eval_fraction: float = _help(
+        "share of documents held out for evaluation loss and perplexity", default=0.01
+    )
+    eval_max_docs: int | None = _help("at most this many held-out documents", default=1000)
+    streaming: bool = _help(
+        "stream the corpus instead of caching it whole (corpora larger than memory)", default=False
+    )
+    text_key: str = _help("JSON/Parquet field that holds the document text", default="text")
+    tokenize_num_proc: int = _help("processes for tokenising", default=1)
+
+
+@dataclass
+class S2AttnArguments:
+    """LongLoRA's shifted short attention during training (evaluation uses full attention)."""
+
+    s2attn: bool = _help("train with S²-Attn", default=True)
+    s2attn_ratio: float = _help("group size as a share of the block size (LongLoRA: 0.25)", default=0.25)
+    s2attn_variant: str = _help(
+        "'noleak' (no token sees a later one; default) or 'roll' (the paper's pseudocode, leaks; comparison only)",
+        default="noleak",
+    )
+
+
+@dataclass
+class RunArguments:
+    """Run control that TrainingArguments does not have."""
+
+    stop_at_loss: float | None = _help(
+        "stop when the logged training loss falls to this value (a save follows)", default=None
+    )
+    dry_run: bool = _help(
+        "print trainable/total parameters and the estimated peak GPU memory, then exit (no model is built)",
+        default=False,
+    )
+    gpu_memory_gb: float = _help("GPU memory to compare the --dry-run estimate against", default=24.0)
+    allow_cpu_4bit: bool = _help(
+        "on CPU, train the NF4 base with bitsandbytes (slow, checked correct) instead of falling back to "
+        "full precision",
+        default=True,
+    )
+
+
+DATACLASSES = (ModelArguments, LoraArguments, DataArguments, S2AttnArguments, RunArguments, TrainingArguments)
+
+
+@dataclass
+class TrainConfig:
+    """The parsed configuration: one object per dataclass, plus the YAML it came from."""
+
+    model: ModelArguments
+    lora: LoraArguments
+    data: DataArguments
+    s2: S2AttnArguments
+    run: RunArguments
+    training: TrainingArguments
+    source: str | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """Every option of the model, LoRA, data, S²-Attn and run groups as one dict (for the summary)."""
+        out: dict[str, Any] = {}
+        for part in (self.model, self.lora, self.data, self.s2, self.run):
+            out.update(dataclasses.asdict(part))
+        return out
+
+
+def build_parser() -> HfArgumentParser:
+    """The parser behind `zhtw-pretrain train --help`."""
+    return HfArgumentParser(
+        DATACLASSES,
+        prog="zhtw-pretrain train",
+        description=(
+            "QLoRA continued pretraining of a prepared model with trainable new-token rows and S²-Attn. "
+            "Give a YAML file of options, then any option as --key value to override it."
+        ),
+        usage="zhtw-pretrain train [CONFIG.yaml] [--key value ...]",
+    )
+
+
+def _all_keys() -> set[str]:
+    return {f.name for cls in DATACLASSES for f in dataclasses.fields(cls) if f.init}
+
+
+def _cli_overrides(argv: list[str]) -> dict[str, Any]:
+    """The options given on the command line, typed by the parser (defaults and required flags ignored)."""
+    quiet = build_parser()
+    for action in quiet._actions:  # argparse keeps its actions in a (documented by use) list
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS
+            action.required = False
+    try:
+        namespace, extra = quiet.parse_known_args(argv)
+    except SystemExit as exc:
+        raise ConfigError(
+            f"could not parse the command line {argv}; see `zhtw-pretrain train --help`."
+        ) from exc
+    if extra:
+        raise ConfigError(
+            f"unknown command-line option(s) {extra}; `zhtw-pretrain train --help` lists every option."
+        )
+    return vars(namespace)
+
+
+def _have_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_config(argv: list[str]) -> TrainConfig:
+    """Parse ``[CONFIG.yaml] [--key value ...]`` into a validated TrainConfig (command line wins)."""
+    argv = list(argv)
+    source = None
+    values: dict[str, Any] = {}
+    if argv and not argv[0].startswith("-"):
+        source = argv.pop(0)
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {source} not found; pass a YAML file such as configs/tiny-cpu.yaml."
+            )
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source} must hold a mapping of option: value, got {type(loaded).__name__}.")
+        values.update(loaded)
+    unknown = sorted(set(values) - _all_keys())
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {source}; `zhtw-pretrain train --help` lists every option "
+            "(YAML keys are the option names without the leading --)."
+        )
+    parser = build_parser()
+    values.update(_cli_overrides(argv))
+    if values.get("dry_run") and not _have_accelerator():
+        # a dry run only estimates: let a GPU recipe (bf16/fp16) parse on a machine without a GPU
+        values["bf16"] = values["fp16"] = False
+    try:
+        parts = parser.parse_dict(values, allow_extra_keys=False)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    config = TrainConfig(*parts, source=source)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Check values the dataclasses cannot type (choices, ranges, required options)."""
+    m, lora, d, s2, t = config.model, config.lora, config.data, config.s2, config.training
+    checks = [
+        (bool(m.model_path), "model_path is required: the directory written by `zhtw-pretrain prepare`."),
+        (
+            m.quantization in QUANTIZATIONS,
+            f"quantization must be one of {QUANTIZATIONS}, got {m.quantization!r}.",
+        ),
+        (
+            m.trainable_embeddings in TRAINABLE_EMBEDDINGS,
+            f"trainable_embeddings must be one of {TRAINABLE_EMBEDDINGS}, got {m.trainable_embeddings!r}.",
+        ),
+        (
+            m.compute_dtype in COMPUTE_DTYPES,
+            f"compute_dtype must be one of {COMPUTE_DTYPES}, got {m.compute_dtype!r}.",
+        ),
+        (m.loss_chunk_tokens > 0, "loss_chunk_tokens must be positive."),
+        (lora.lora_r > 0, "lora_r must be positive."),
+        (0.0 <= lora.lora_dropout < 1.0, "lora_dropout must be in [0, 1)."),
+        (
+            bool(lora.lora_target_modules),
+            "lora_target_modules must name at least one module (or 'all-linear').",
+        ),
+        (d.block_size >= 2, "block_size must be at least 2 tokens."),
+        (0.0 <= d.eval_fraction < 1.0, "eval_fraction must be in [0, 1)."),
+        (0.0 < s2.s2attn_ratio <= 1.0, "s2attn_ratio must be in (0, 1]; LongLoRA uses 0.25."),
+        (s2.s2attn_variant in ("noleak", "roll"), "s2attn_variant must be 'noleak' or 'roll'."),
+        (bool(t.output_dir), "output_dir is required: where checkpoints, the adapter and the summary go."),
+    ]
+    if not config.run.dry_run:
+        checks.append(
+            (bool(d.data_files), "data_files is required: the corpus files or directories to train on.")
+        )
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
