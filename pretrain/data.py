@@ -254,12 +254,6 @@ def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _encoder(tok: Any, add_bos: bool) -> tuple[str | None, int | None, int]:
-    """What encoding needs, picklable: the fast tokenizer as JSON (None for a slow one), BOS, EOS."""
-    backend = tok.backend_tokenizer.to_str() if getattr(tok, "is_fast", False) else None
-    return backend, tok.bos_token_id if add_bos else None, tok.eos_token_id
-
-
 def _encode(tok: Any, texts: list[str], bos: int | None, eos: int) -> list[list[int]]:
     """``[BOS] ids EOS`` per text; special tokens are added here, not by the tokenizer's template.
 
@@ -285,8 +279,9 @@ def _worker_init(backend: str, bos: int | None, eos: int) -> None:
 
 
 def _worker_encode(texts: list[str]) -> list[list[int]]:
-    assert _WORKER is not None
-    return _encode(*_WORKER[:1], texts, *_WORKER[1:])
+    assert _WORKER is not None, "_worker_init runs first in every worker"
+    backend, bos, eos = _WORKER
+    return _encode(backend, texts, bos, eos)
 
 
 def _encoded_batches(
@@ -297,14 +292,17 @@ def _encoded_batches(
     One process already encodes a batch on all cores (the Rust tokenizer is multi-threaded); workers
     help when reading and Python-side packing are the bottleneck. A slow tokenizer stays in-process.
     """
-    backend, bos, eos = _encoder(tok, add_bos)
-    if num_proc <= 1 or backend is None:
-        local = tok if backend is None else tok.backend_tokenizer
+    bos, eos = (tok.bos_token_id if add_bos else None), tok.eos_token_id
+    fast = getattr(tok, "is_fast", False)
+    if num_proc <= 1 or not fast:
+        local = tok.backend_tokenizer if fast else tok
         for batch in _batches(texts, _BATCH_DOCS):
             yield _encode(local, batch, bos, eos)
         return
-    ctx = multiprocessing.get_context("spawn")  # fork would copy the Rust thread pool and any held locks
-    with ctx.Pool(num_proc, initializer=_worker_init, initargs=(backend, bos, eos)) as pool:
+    # spawn, not fork: fork would copy the Rust thread pool and any lock held at that moment
+    ctx = multiprocessing.get_context("spawn")
+    init = (tok.backend_tokenizer.to_str(), bos, eos)  # the exact tokenizer in use, rebuilt cheaply
+    with ctx.Pool(num_proc, initializer=_worker_init, initargs=init) as pool:
         yield from pool.imap(_worker_encode, _batches(texts, _BATCH_DOCS), chunksize=1)
 
 
