@@ -17,12 +17,14 @@ Output directory (see README_TRAIN.md)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -314,17 +316,25 @@ def _trainer_classes() -> tuple[type, type, type]:
     import torch
     from transformers import Trainer, TrainerCallback
 
-    from zhtw.pretrain.loss import chunked_causal_lm_loss
+    from zhtw.pretrain.loss import chunked_causal_lm_loss, liger_fused_available
 
     class ZhtwTrainer(Trainer):
         """Trainer whose loss runs the decoder, then the output head chunk by chunk (no full fp32 logits)."""
 
         loss_is_scaled_for_ga = False  # compute_loss returns the mean over the micro batch
 
-        def __init__(self, *args: Any, loss_chunk_tokens: int = 1024, **kwargs: Any) -> None:
+        def __init__(
+            self, *args: Any, loss_chunk_tokens: int = 1024, fused_loss: bool = True, **kwargs: Any
+        ) -> None:
             super().__init__(*args, **kwargs)
             self.loss_chunk_tokens = loss_chunk_tokens
             self.model_accepts_loss_kwargs = False
+            self.fused = None
+            head = self.model.get_output_embeddings()
+            if fused_loss and liger_fused_available() and type(head) is torch.nn.Linear:
+                from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+                self.fused = LigerFusedLinearCrossEntropyLoss()
 
         def compute_loss(
             self,
@@ -341,7 +351,11 @@ def _trainer_classes() -> tuple[type, type, type]:
             )
             hidden = outputs.hidden_states[-1]
             head = self.accelerator.unwrap_model(model).get_output_embeddings()
-            loss = chunked_causal_lm_loss(hidden, head, labels, chunk_tokens=self.loss_chunk_tokens)
+            if self.fused is not None and model.training:  # liger: plain head only (no trainable rows)
+                targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100).reshape(-1)
+                loss = self.fused(head.weight, hidden.reshape(-1, hidden.shape[-1]), targets)
+            else:
+                loss = chunked_causal_lm_loss(hidden, head, labels, chunk_tokens=self.loss_chunk_tokens)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     class StopAtLossCallback(TrainerCallback):
@@ -366,6 +380,24 @@ def _trainer_classes() -> tuple[type, type, type]:
         return {"input_ids": ids, "labels": ids}
 
     return ZhtwTrainer, StopAtLossCallback, collate
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the duration of the block."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _checksum(model: Any) -> float:
+    return float(sum(p.detach().double().sum().item() for p in model.parameters() if p.requires_grad))
 
 
 def _resume_path(resume: str | None, output_dir: str) -> str | None:
@@ -420,8 +452,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     args.remove_unused_columns = False
     args.prediction_loss_only = True
     args.report_to = _report_to(args.report_to)
-    # TensorBoardCallback's documented setting; default <output_dir>/tensorboard
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / TENSORBOARD_DIR))
     if args.activation_checkpointing and not args.activation_checkpointing_kwargs:
         args.activation_checkpointing_kwargs = {"use_reentrant": False}
         args.gradient_checkpointing_kwargs = args.activation_checkpointing_kwargs
@@ -454,18 +484,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     ZhtwTrainer, StopAtLoss, collate = _trainer_classes()
     callbacks = [StopAtLoss(config.run.stop_at_loss)] if config.run.stop_at_loss is not None else []
-    trainer = ZhtwTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        data_collator=collate,
-        callbacks=callbacks,
-        loss_chunk_tokens=config.model.loss_chunk_tokens,
-    )
+    tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR") or str(out / TENSORBOARD_DIR)
+    with _env("TENSORBOARD_LOGGING_DIR", tb_dir):  # TensorBoardCallback's documented setting, read at init
+        trainer = ZhtwTrainer(
+            model=model,
+            args=args,
+            train_dataset=data.train,
+            eval_dataset=data.eval,
+            data_collator=collate,
+            callbacks=callbacks,
+            loss_chunk_tokens=config.model.loss_chunk_tokens,
+            fused_loss=config.model.use_fused_loss,
+        )
     resume = _resume_path(args.resume_from_checkpoint, args.output_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if data.eval is not None else {}
+    if trainer.args.world_size > 1:  # data parallel ranks must end with identical weights
+        print(f"rank {trainer.args.process_index}: trainable checksum {_checksum(model):.10e}", flush=True)
 
     summary: dict[str, Any] = {}
     if trainer.is_world_process_zero():
@@ -593,9 +628,7 @@ def _summary(
         "files": {
             "adapter": ADAPTER_DIR,
             "loss_plot": LOSS_PLOT,
-            "tensorboard": os.environ.get("TENSORBOARD_LOGGING_DIR")
-            if "tensorboard" in args.report_to
-            else None,
+            "tensorboard": None,  # filled in by train()
         },
     }
 
@@ -642,6 +675,14 @@ def main(argv: list[str] | None = None) -> None:
             return
         train(config)
     except (ConfigError, TrainError) as exc:
+        print(f"zhtw-pretrain train: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    except Exception as exc:
+        from zhtw.pretrain.data import DataError
+        from zhtw.pretrain.prepare import PrepareError
+
+        if not isinstance(exc, (DataError, PrepareError)):
+            raise
         print(f"zhtw-pretrain train: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
 
