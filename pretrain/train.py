@@ -445,6 +445,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     args = config.training
     out = Path(args.output_dir)
     on_cpu = bool(args.use_cpu) or not torch.cuda.is_available()
+    if config.data.streaming and args.max_steps <= 0:
+        raise TrainError(
+            "streaming: true has no dataset length to count epochs by; set max_steps (e.g. --max_steps 10000)."
+        )
     meta = check_tokenizer(config.model.model_path, config.model.tokenizer_path)
     model_cfg = _model_config(config.model.model_path)
 
