@@ -1,0 +1,318 @@
+"""GGUF for llama.cpp / Ollama from an exported (merged) Llama model directory, with the `gguf` package.
+
+Why here and not llama.cpp's converter: the converter is a script outside any package, and the extended
+vocabulary must go in exactly as the Hugging Face tokenizer sees it. This writes llama.cpp's `llama`
+architecture metadata, the SentencePiece vocabulary (pieces, scores = merge priorities, token types with
+byte/control/unknown pieces, special ids, tokenizer model "llama", pad rows as unused `[PADn]` tokens),
+and the tensors under llama.cpp's names, Q/K rows permuted the way llama.cpp's RoPE expects
+(`convert_hf_to_gguf.py`'s `LlamaModel.permute`). Tensors are streamed one at a time (header first, then
+each tensor as it is converted), so memory stays at one tensor. 2-D weights go in as f16 or q8_0
+(rows not divisible by 32 stay f16, as llama.cpp's converter does), norms as f32.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["GGUFExportError", "gguf_tensor_name", "permute_qk", "read_back", "write_gguf"]
+
+Log = Callable[[str], None]
+
+_LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+_TOP_NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+
+
+class GGUFExportError(Exception):
+    """The model cannot be written as a llama.cpp `llama` GGUF; the message says why and what to do."""
+
+
+def gguf_tensor_name(name: str) -> str:
+    """llama.cpp's name for a Hugging Face Llama tensor name."""
+    if name in _TOP_NAMES:
+        return _TOP_NAMES[name]
+    parts = name.split(".", 3)
+    if len(parts) == 4 and parts[:2] == ["model", "layers"] and parts[3] in _LAYER_NAMES:
+        return f"blk.{int(parts[2])}.{_LAYER_NAMES[parts[3]]}"
+    raise GGUFExportError(
+        f"tensor {name} has no llama.cpp counterpart; only plain Llama checkpoints (no biases, no extra "
+        "modules) can be written as GGUF here. Use llama.cpp's convert_hf_to_gguf.py on the exported directory."
+    )
+
+
+def permute_qk(weight: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder Q/K rows from Hugging Face's rotate-half layout to llama.cpp's interleaved RoPE pairs."""
+    return (
+        weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def _tensors(out: Path) -> Iterator[tuple[str, Any]]:
+    """(name, lazy slice) for every tensor of the exported safetensors, one file open at a time."""
+    from safetensors import safe_open
+
+    index = out / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    for file in files:
+        with safe_open(str(out / file), "pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open API)
+                yield name, f
+
+
+def _plan(name: str, shape: tuple[int, ...], qtype: str) -> Any:
+    from gguf import GGMLQuantizationType as Q
+
+    if len(shape) == 1:
+        return Q.F32
+    if qtype == "q8_0" and shape[-1] % 32 == 0:
+        return Q.Q8_0
+    return Q.F16
+
+
+def _convert(array: np.ndarray, target: Any) -> np.ndarray:
+    from gguf import GGMLQuantizationType as Q
+    from gguf.quants import quantize
+
+    if target == Q.F32:
+        return array.astype(np.float32)
+    if target == Q.F16:
+        return array.astype(np.float16)
+    return quantize(array.astype(np.float32), target)
+
+
+def _vocab(out: Path, rows: int) -> dict[str, Any]:
+    """Tokens, scores, types and special ids from tokenizer.model, padded to the embedding rows."""
+    from gguf import TokenType
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    model_file = out / "tokenizer.model"
+    if not model_file.is_file():
+        raise GGUFExportError(
+            f"{out} has no tokenizer.model; the GGUF vocabulary is written from the SentencePiece model that "
+            "`zhtw-tok build` produces (rerun the export from a prepared model that has it)."
+        )
+    proto = pb.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    kinds = {
+        pb.ModelProto.SentencePiece.NORMAL: TokenType.NORMAL,
+        pb.ModelProto.SentencePiece.UNKNOWN: TokenType.UNKNOWN,
+        pb.ModelProto.SentencePiece.CONTROL: TokenType.CONTROL,
+        pb.ModelProto.SentencePiece.USER_DEFINED: TokenType.USER_DEFINED,
+        pb.ModelProto.SentencePiece.UNUSED: TokenType.UNUSED,
+        pb.ModelProto.SentencePiece.BYTE: TokenType.BYTE,
+    }
+    if len(proto.pieces) > rows:
+        raise GGUFExportError(
+            f"tokenizer.model has {len(proto.pieces):,} pieces but the model only {rows:,} embedding rows."
+        )
+    tokens = [p.piece.encode("utf-8") for p in proto.pieces]
+    scores = [float(p.score) for p in proto.pieces]
+    types = [int(kinds[p.type]) for p in proto.pieces]
+    for i in range(len(proto.pieces), rows):  # pad rows: never produced by the tokenizer
+        tokens.append(f"[PAD{i}]".encode())
+        scores.append(-1000.0)
+        types.append(int(TokenType.UNUSED))
+    config_path = out / "tokenizer_config.json"
+    tok_config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    t = proto.trainer_spec
+    return {
+        "tokens": tokens,
+        "scores": scores,
+        "types": types,
+        "bos": t.bos_id,
+        "eos": t.eos_id,
+        "unk": t.unk_id,
+        "pad": t.pad_id,
+        "add_bos": bool(tok_config.get("add_bos_token", True)),
+        "add_eos": bool(tok_config.get("add_eos_token", False)),
+        "add_space_prefix": bool(proto.normalizer_spec.add_dummy_prefix),
+        "remove_extra_whitespaces": bool(proto.normalizer_spec.remove_extra_whitespaces),
+        "pieces": len(proto.pieces),
+    }
+
+
+def write_gguf(out: Path, qtype: str = "f16", log: Log = print) -> dict[str, Any]:
+    """Write `out/model-<qtype>.gguf` from the exported directory `out`, read it back, return a summary."""
+    import gguf
+
+    if qtype not in ("f16", "q8_0"):
+        raise GGUFExportError(f"GGUF type {qtype!r} is not supported; choose f16 or q8_0.")
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "llama":
+        raise GGUFExportError(
+            f"model_type {config.get('model_type')!r} is not 'llama'; this writer only knows llama.cpp's llama "
+            "architecture. Use llama.cpp's convert_hf_to_gguf.py on the exported directory."
+        )
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type") or rope.get("type") or "default"
+    if rope_type not in ("default", "linear"):
+        raise GGUFExportError(
+            f"RoPE type {rope_type!r} needs extra GGUF tensors this writer does not produce; use llama.cpp's "
+            "convert_hf_to_gguf.py on the exported directory."
+        )
+    n_head = int(config["num_attention_heads"])
+    n_kv = int(config.get("num_key_value_heads") or n_head)
+    hidden = int(config["hidden_size"])
+    head_dim = int(config.get("head_dim") or hidden // n_head)
+    rows = int(config["vocab_size"])
+    tied = bool(config.get("tie_word_embeddings", False))
+    vocab = _vocab(out, rows)
+
+    path = out / f"model-{qtype}.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(out.name)
+    writer.add_context_length(int(config.get("max_position_embeddings", 2048)))
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(int(config["num_hidden_layers"]))
+    writer.add_feed_forward_length(int(config["intermediate_size"]))
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv)
+    if head_dim != hidden // n_head:
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
+    writer.add_rope_freq_base(float(rope.get("rope_theta", config.get("rope_theta", 10000.0))))
+    if rope_type == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(rope["factor"]))
+    writer.add_vocab_size(rows)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "q8_0" else gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(vocab["tokens"])
+    writer.add_token_scores(vocab["scores"])
+    writer.add_token_types(vocab["types"])
+    for key, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id),
+                     ("unk", writer.add_unk_token_id), ("pad", writer.add_pad_token_id)):  # fmt: skip
+        if vocab[key] >= 0:
+            add(vocab[key])
+    writer.add_add_bos_token(vocab["add_bos"])
+    writer.add_add_eos_token(vocab["add_eos"])
+    writer.add_add_space_prefix(vocab["add_space_prefix"])
+    writer.add_remove_extra_whitespaces(vocab["remove_extra_whitespaces"])
+
+    # pass 1: tensor infos (shapes and byte sizes), pass 2: data in the same order
+    plan: list[tuple[str, str, Any, tuple[int, ...]]] = []
+    for name, handle in _tensors(out):
+        if tied and name == "lm_head.weight":
+            continue
+        shape = tuple(handle.get_slice(name).get_shape())
+        target = _plan(name, shape, qtype)
+        plan.append((name, gguf_tensor_name(name), target, shape))
+        if target in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            dtype = np.float32 if target == gguf.GGMLQuantizationType.F32 else np.float16
+            writer.add_tensor_info(
+                plan[-1][1], shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize
+            )
+        else:
+            byte_shape = gguf.quant_shape_to_byte_shape(shape, target)
+            writer.add_tensor_info(
+                plan[-1][1], byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=target
+            )
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    order = {name: i for i, (name, *_rest) in enumerate(plan)}
+    written = 0
+    for name, handle in _tensors(out):
+        if name not in order:
+            continue
+        _, gname, target, _shape = plan[written]
+        assert plan[written][0] == name, "tensor order changed between passes"
+        array = handle.get_tensor(name).float().numpy()
+        if name.endswith("self_attn.q_proj.weight"):
+            array = permute_qk(array, n_head)
+        elif name.endswith("self_attn.k_proj.weight"):
+            array = permute_qk(array, n_kv)
+        writer.write_tensor_data(_convert(array, target))
+        written += 1
+    writer.close()
+    counts: dict[str, int] = {}
+    for _, _, target, _ in plan:
+        counts[target.name] = counts.get(target.name, 0) + 1
+    check = read_back(path, out)
+    log(
+        f"wrote {path.name} ({path.stat().st_size / 2**20:,.1f} MiB, {len(plan)} tensors: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + f"); read back: {check['tokens']:,} tokens, {check['tensors']} tensors, metadata ok"
+    )
+    return {
+        "file": path.name,
+        "type": qtype,
+        "bytes": path.stat().st_size,
+        "tensor_types": counts,
+        "read_back": check,
+    }
+
+
+def _field(reader: Any, key: str) -> Any:
+    f = reader.get_field(key)
+    if f is None:
+        raise GGUFExportError(f"the GGUF file lacks {key}")
+    return f.contents()
+
+
+def read_back(path: Path, out: Path) -> dict[str, Any]:
+    """Check a written GGUF with GGUFReader against the exported directory: metadata, vocabulary, shapes."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    rows = int(config["vocab_size"])
+    vocab = _vocab(out, rows)
+    expect = {
+        "general.architecture": "llama",
+        "llama.block_count": int(config["num_hidden_layers"]),
+        "llama.embedding_length": int(config["hidden_size"]),
+        "llama.attention.head_count": int(config["num_attention_heads"]),
+        "llama.attention.head_count_kv": int(
+            config.get("num_key_value_heads") or config["num_attention_heads"]
+        ),
+        "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.bos_token_id": vocab["bos"],
+        "tokenizer.ggml.eos_token_id": vocab["eos"],
+    }
+    for key, value in expect.items():
+        got = _field(reader, key)
+        if got != value:
+            raise GGUFExportError(f"{path}: {key} is {got!r}, expected {value!r}")
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    if [t.encode("utf-8") for t in tokens] != vocab["tokens"]:
+        raise GGUFExportError(f"{path}: the token list differs from tokenizer.model")
+    if list(_field(reader, "tokenizer.ggml.token_type")) != vocab["types"]:
+        raise GGUFExportError(f"{path}: the token types differ from tokenizer.model")
+    shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in reader.tensors}
+    want: dict[str, tuple[int, ...]] = {}
+    for name, handle in _tensors(out):
+        if config.get("tie_word_embeddings") and name == "lm_head.weight":
+            continue
+        want[gguf_tensor_name(name)] = tuple(handle.get_slice(name).get_shape())
+    if shapes != want:
+        diff = sorted(set(shapes.items()) ^ set(want.items()))[:4]
+        raise GGUFExportError(f"{path}: tensor names/shapes differ from the safetensors: {diff}")
+    return {"tokens": len(tokens), "tensors": len(shapes), "metadata_keys": len(reader.fields)}
