@@ -337,6 +337,10 @@ def check_adapter_fits(model: ModelFiles, info: AdapterInfo) -> None:
         for key in ("hidden_size", "num_hidden_layers", "intermediate_size", "num_key_value_heads"):
             if key in base_cfg and base_cfg[key] != model.config.get(key):
                 raise mismatch(key, f"{a_arch} with {key}={base_cfg[key]}", f"{key}={model.config.get(key)}")
+        a_tied, m_tied = bool(base_cfg.get("tie_word_embeddings", False)), model.tied
+        if a_tied != m_tied:
+            tie = {True: "tied input/output embeddings", False: "an untied output head"}
+            raise mismatch("architecture", f"{a_arch} with {tie[a_tied]}", tie[m_tied])
         if int(base_cfg.get("vocab_size", model.rows)) != model.rows:
             raise mismatch("vocabulary size", f"{base_cfg['vocab_size']:,} embedding rows", f"{model.rows:,}")
     if base_meta:
