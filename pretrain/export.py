@@ -444,8 +444,9 @@ def merge_to_shards(
     )
     counts = {"lora": 0, "rows": 0, "full": 0, "unchanged": 0}
     weight_map: dict[str, str] = {}
+    # memory-mapped inputs count towards RSS once touched: reopened per output shard, so pages are unmapped
     handles: dict[Path, Any] = {}
-    adapter = safe_open(str(info.directory / ADAPTER_WEIGHTS), "pt")
+    adapter: Any = None
 
     def read(name: str) -> Any:
         path = model.where[name]
@@ -455,6 +456,8 @@ def merge_to_shards(
 
     try:
         for file, shard in zip(files, plan):
+            handles.clear()
+            adapter = safe_open(str(info.directory / ADAPTER_WEIGHTS), "pt")
             tensors: dict[str, Any] = {}
             for name in shard:
                 module = name.removesuffix(".weight")
