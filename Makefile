@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[gpu,ray,trafilatura,dev]"
 	touch $(STAMP)
 
+# all four stages on the bundled sample: corpus -> tokenizer -> prepare + train -> export (HF + GGUF)
 demo: venv
-	$(VENV)/bin/zhtw-corpus run corpus/sample/sample.warc.wet.gz --output $(OUT)/corpus
+	$(PY) -m zhtw.pretrain.demo --output $(OUT) --overwrite
 
 lint: venv
 	$(VENV)/bin/ruff check .

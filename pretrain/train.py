@@ -431,7 +431,8 @@ def _report_to(requested: list[str] | str | None) -> list[str]:
                 file=sys.stderr,
             )
             wanted.remove("tensorboard")
-    return [w for w in wanted if w != "none"] or ["none"]
+    # assigned after TrainingArguments.__post_init__, which is what turns "none" into []
+    return [w for w in wanted if w != "none"]
 
 
 def train(config: TrainConfig) -> dict[str, Any]:

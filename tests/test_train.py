@@ -387,9 +387,10 @@ def test_nf4_training_run(tiny, tiny_nf4, tmp_path, one_thread):
 
     out = tmp_path / "nf4"
     main(_train_argv(tiny, out, "--model_path", str(tiny_nf4), "--quantization", "nf4", "--max_steps", "6")
-         + ["--save_steps", "6", "--eval_strategy", "no", "--logging_steps", "2"])  # fmt: skip
+         + ["--save_steps", "6", "--eval_strategy", "no", "--logging_steps", "2", "--report_to", "none"])  # fmt: skip
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["quantization"] == "nf4" and summary["global_steps"] == 6
+    assert not list((out / "tensorboard").glob("**/events*"))  # --report_to none is honoured
     losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
     assert all(map(lambda x: x == x and x < 20, losses))  # finite
     weights = _load(out / "adapter/adapter_model.safetensors")
