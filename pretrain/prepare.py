@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import platform
@@ -32,6 +31,8 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+
+from zhtw.tokenizer.spmodel import sha256_file
 
 __all__ = [
     "DTYPES",
@@ -103,15 +104,6 @@ class OutputExistsError(PrepareError):
 
 class NotPreparedError(PrepareError):
     """A directory is not (or not completely) a `zhtw-pretrain prepare` output."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def library_versions() -> dict[str, str]:
