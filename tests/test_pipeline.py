@@ -392,3 +392,15 @@ def test_real_crawl_records(shared_data: Path, tmp_path: Path) -> None:
     records = read_shards(out)
     assert records and all(r["url"] for r in records)
     assert all(r["script"] in ("traditional", "simplified", "mixed") for r in records)
+
+
+def test_corpus_stage_imports_and_runs_without_torch(tmp_path: Path) -> None:
+    """People run the corpus stage on CPU clusters without torch: block it and run the CLI."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+        "from zhtw.corpus.cli import main\n"
+        f"main(['run', {str(SAMPLE)!r}, '--output', {str(tmp_path / 'out')!r}, '--workers', '1', '--no-progress'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "balanced" in proc.stdout
