@@ -236,32 +236,25 @@ def check_output_dir(plan: RunPlan, overwrite: bool = False) -> None:
     )
 
 
-def make_local_executors(plan: RunPlan, stages: list[Stage]) -> list:
-    from datatrove.executor.local import LocalPipelineExecutor
+def make_executors(plan: RunPlan, stages: list[Stage], kind: str = "local") -> list:
+    """One datatrove executor per stage, run here: local processes (`local`) or a Ray cluster (`ray`)."""
+    extra: dict[str, Any] = {}
+    if kind == "ray":
+        try:
+            from datatrove.executor.ray import RayPipelineExecutor as executor_class
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise RunError("--executor ray needs Ray: pip install 'zhtw[ray]'") from e
+    else:
+        from datatrove.executor.local import LocalPipelineExecutor as executor_class
 
+        extra["start_method"] = "fork" if sys.platform == "linux" else "spawn"
     return [
-        LocalPipelineExecutor(
+        executor_class(
             pipeline=s.pipeline,
             tasks=s.tasks,
             workers=min(plan.workers, s.tasks),
             logging_dir=str(plan.work / "logs" / s.name),
-            start_method="fork" if sys.platform == "linux" else "spawn",
-        )
-        for s in stages
-    ]
-
-
-def make_ray_executors(plan: RunPlan, stages: list[Stage]) -> list:
-    try:
-        from datatrove.executor.ray import RayPipelineExecutor
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise RunError("--executor ray needs Ray: pip install 'zhtw[ray]'") from e
-    return [
-        RayPipelineExecutor(
-            pipeline=s.pipeline,
-            tasks=s.tasks,
-            workers=min(plan.workers, s.tasks),
-            logging_dir=str(plan.work / "logs" / s.name),
+            **extra,
         )
         for s in stages
     ]
@@ -316,7 +309,7 @@ def run_local(
     bar per stage (tasks done) is shown instead; unreadable inputs are echoed one line each.
     """
     stages = build_stages(plan, progress=progress and verbose)
-    executors = make_ray_executors(plan, stages) if executor == "ray" else make_local_executors(plan, stages)
+    executors = make_executors(plan, stages, executor)
     started = time.time()
     console_log = plan.work / "logs" / "console.log"
     console_log.parent.mkdir(parents=True, exist_ok=True)

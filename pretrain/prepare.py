@@ -32,7 +32,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from zhtw.tokenizer.spmodel import sha256_file
+from zhtw.tokenizer.spmodel import files_intact, sha256_file
 
 __all__ = [
     "DTYPES",
@@ -369,12 +369,8 @@ def _finished(out: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
         meta = load_prepare_metadata(out)
     except NotPreparedError:
         return None
-    if meta.get("inputs") != inputs:
+    if meta.get("inputs") != inputs or not files_intact(out, meta.get("files", {})):
         return None
-    for name, digest in meta.get("files", {}).items():
-        f = out / name
-        if not f.is_file() or sha256_file(f) != digest:
-            return None
     return meta
 
 

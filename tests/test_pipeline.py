@@ -19,7 +19,7 @@ from zhtw.corpus.pipeline import (
     RunError,
     build_stages,
     check_output_dir,
-    make_local_executors,
+    make_executors,
     plan_run,
     run_local,
 )
@@ -196,7 +196,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, sample_run:
     plan = plan_run([str(SAMPLE)], out, load_config(None), workers=2, tasks=2)
     check_output_dir(plan)
     stages = build_stages(plan, progress=False)
-    first = make_local_executors(plan, stages)[0]
+    first = make_executors(plan, stages)[0]
     first.local_tasks, first.local_rank_offset = 1, 0  # rank 0 completes, rank 1 "was killed"
     first.run()
     (plan.work / "filtered").mkdir(parents=True, exist_ok=True)

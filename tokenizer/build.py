@@ -22,7 +22,7 @@ from typing import Any
 from zhtw.tokenizer.errors import OutputExistsError, TokenizerStageError
 from zhtw.tokenizer.hf import write_hf_files
 from zhtw.tokenizer.merge import candidate_pieces, merged_proto, reachable, select_by_savings
-from zhtw.tokenizer.spmodel import BaseTokenizer, load_base, sha256_file
+from zhtw.tokenizer.spmodel import BaseTokenizer, files_intact, load_base, sha256_file
 from zhtw.tokenizer.train import TrainSettings, sample_corpus, train_candidates
 
 Log = Callable[[str], None]
@@ -108,12 +108,8 @@ def read_metadata(directory: str | Path) -> dict[str, Any] | None:
 
 def _up_to_date(out: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
     meta = read_metadata(out)
-    if meta is None or meta.get("inputs") != inputs:
+    if meta is None or meta.get("inputs") != inputs or not files_intact(out, meta.get("files", {})):
         return None
-    for name, digest in meta.get("files", {}).items():
-        f = out / name
-        if not f.is_file() or sha256_file(f) != digest:
-            return None
     return meta
 
 

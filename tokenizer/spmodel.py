@@ -45,6 +45,11 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def files_intact(directory: Path, digests: dict[str, str]) -> bool:
+    """Whether every file recorded in `digests` (name -> SHA-256) is in `directory` with that digest."""
+    return all((directory / n).is_file() and sha256_file(directory / n) == d for n, d in digests.items())
+
+
 def load_proto(path: str | Path) -> ModelProto:
     """Parse a SentencePiece model file; refuse anything that is not one."""
     data = Path(path).read_bytes()
