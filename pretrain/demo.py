@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import sys
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from zhtw.common.errors import ZhtwError
+from zhtw.common.fsutil import OWNER_MARKER, claim_output, clear_owned_output
 
 __all__ = ["english_texts", "main", "make_tiny_llama", "run_demo", "train_base_tokenizer"]
 
@@ -170,11 +172,14 @@ def run_demo(
     import torch
 
     out = Path(output).expanduser()
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != OWNER_MARKER for p in out.iterdir()):
         if not overwrite:
             raise SystemExit(f"demo: {out} is not empty; choose another --output or pass --overwrite.")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+        try:
+            clear_owned_output(out, command="the zhtw demo")  # never a directory the demo did not create
+        except ZhtwError as e:
+            raise SystemExit(f"demo: {e}") from e
+    claim_output(out)
     summary: dict[str, Any] = {"output": str(out.resolve())}
     t_all = time.perf_counter()
 

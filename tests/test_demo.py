@@ -105,3 +105,15 @@ def test_four_stages_on_stories260k(shared_data, tmp_path):
     assert text_out.startswith("Once upon a time,") and len(text_out) > len("Once upon a time,") + 10
     card = (out / "README.md").read_text()
     assert "base_model: stories260K" in card and "| pieces added | 128 |" in card
+
+
+def test_demo_overwrite_never_deletes_a_directory_it_did_not_create(tmp_path):
+    """`make demo` passes --overwrite: a user's own directory as --output must survive it untouched."""
+    from zhtw.pretrain.demo import run_demo
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("irreplaceable", encoding="utf-8")
+    with pytest.raises(SystemExit, match="not created by the zhtw demo"):
+        run_demo(mine, overwrite=True)
+    assert (mine / "thesis.txt").read_text(encoding="utf-8") == "irreplaceable"
