@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
 
-from zhtw.corpus.config import ConfigError, load_config
+from zhtw.common.errors import ZhtwError
+from zhtw.common.fsutil import show_path
+from zhtw.corpus.config import load_config
 from zhtw.corpus.pipeline import (
     RunError,
+    RunPlan,
     SlurmOptions,
     build_stages,
-    check_output_dir,
     collect_stats,
     format_summary,
     make_slurm_executors,
+    open_output,
     plan_run,
     run_local,
     write_stats,
@@ -33,6 +37,17 @@ The default settings are in corpus/default.yaml (zhtw/corpus/default.yaml when i
 and change what you need. Rerunning the same command resumes a killed run; a finished run reruns
 as a no-op.
 """
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 or a negative count of workers or tasks is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,11 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", "-c", help="YAML config overriding corpus/default.yaml; unknown keys are errors"
     )
     r.add_argument(
-        "--workers", "-w", type=int, default=None, help="parallel processes (default: every CPU core)"
+        "--workers",
+        "-w",
+        type=positive_int,
+        default=None,
+        help="parallel processes (default: every CPU core)",
     )
     r.add_argument(
         "--tasks",
-        type=int,
+        type=positive_int,
         default=None,
         help="tasks for the per-file stages (default: one per input file, at most 4 per worker); "
         "fixed for the life of an output directory",
@@ -84,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--slurm-partition", help="Slurm partition (required with --executor slurm)")
     r.add_argument("--slurm-time", default="24:00:00", help="Slurm time limit per job (default 24:00:00)")
-    r.add_argument("--slurm-cpus-per-task", type=int, default=1, help="CPUs per Slurm task (default 1)")
-    r.add_argument("--slurm-mem-per-cpu-gb", type=int, default=2, help="memory per CPU in GB (default 2)")
+    r.add_argument(
+        "--slurm-cpus-per-task", type=positive_int, default=1, help="CPUs per Slurm task (default 1)"
+    )
+    r.add_argument(
+        "--slurm-mem-per-cpu-gb", type=positive_int, default=2, help="memory per CPU in GB (default 2)"
+    )
     r.add_argument("--slurm-venv", help="virtualenv to activate in Slurm jobs (default: the current one)")
     r.add_argument(
         "--strict",
@@ -117,36 +140,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.executor == "slurm" and not args.slurm_partition:
+        raise RunError("--executor slurm needs --slurm-partition NAME")
     cfg = load_config(args.config)
     plan = plan_run(args.inputs, args.output, cfg, workers=args.workers, tasks=args.tasks)
-    check_output_dir(plan, overwrite=args.overwrite)
-    print(
-        f"zhtw-corpus: {len(plan.files)} input files, {plan.tasks} tasks, {plan.workers} workers -> {plan.output}"
-    )
-    if args.executor == "slurm":
-        if not args.slurm_partition:
-            raise RunError("--executor slurm needs --slurm-partition NAME")
-        opts = SlurmOptions(
-            partition=args.slurm_partition,
-            time=args.slurm_time,
-            cpus_per_task=args.slurm_cpus_per_task,
-            mem_per_cpu_gb=args.slurm_mem_per_cpu_gb,
-            venv_path=args.slurm_venv or sys.prefix,
+    with open_output(plan, overwrite=args.overwrite):  # the output's lock is held until the run ends
+        print(
+            f"zhtw-corpus: {len(plan.files)} input files, {plan.tasks} tasks, {plan.workers} workers "
+            f"-> {show_path(plan.output)}"
         )
-        executors = make_slurm_executors(plan, build_stages(plan, progress=False), opts)
-        executors[-1].run()  # launches the whole chain of dependencies
-        print(f"submitted {len(executors)} Slurm jobs; when they finish run: zhtw-corpus stats {plan.output}")
-        return 0
-    stats = run_local(
-        plan,
-        executor=args.executor,
-        progress=not args.no_progress,
-        keep_work=args.keep_work,
-        verbose=args.verbose,
-    )
+        if args.executor == "slurm":
+            return submit_slurm(plan, args)
+        stats = run_local(
+            plan,
+            executor=args.executor,
+            progress=not args.no_progress,
+            keep_work=args.keep_work,
+            verbose=args.verbose,
+        )
     print(format_summary(stats))
-    print(f"shards: {plan.output / 'shards'}\nstats:  {plan.output / 'stats.json'}")
+    print(f"shards: {show_path(plan.output / 'shards')}\nstats:  {show_path(plan.output / 'stats.json')}")
     return exit_code(stats, strict=args.strict)
+
+
+def submit_slurm(plan: RunPlan, args: argparse.Namespace) -> int:
+    """Submit the stages as Slurm array jobs (the lock covers submission only: jobs run later)."""
+    opts = SlurmOptions(
+        partition=args.slurm_partition,
+        time=args.slurm_time,
+        cpus_per_task=args.slurm_cpus_per_task,
+        mem_per_cpu_gb=args.slurm_mem_per_cpu_gb,
+        venv_path=args.slurm_venv or sys.prefix,
+    )
+    executors = make_slurm_executors(plan, build_stages(plan, progress=False), opts)
+    executors[-1].run()  # launches the whole chain of dependencies
+    print(f"submitted {len(executors)} Slurm jobs; when they finish run: zhtw-corpus stats {plan.output}")
+    return 0
 
 
 def exit_code(stats: dict, strict: bool) -> int:
@@ -163,26 +192,61 @@ def exit_code(stats: dict, strict: bool) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    if not (out / "run.json").exists():
-        raise RunError(f"{out} is not a zhtw-corpus output directory (no run.json)")
-    stats_file = out / "stats.json"
-    if stats_file.exists():
-        stats = json.loads(stats_file.read_text(encoding="utf-8"))
-    else:  # e.g. after Slurm jobs: build it from the stages' saved stats
+    if not (out / "run.json").is_file():
+        raise RunError(f"{show_path(out)} is not a zhtw-corpus output directory (no run.json)")
+    stats = _read_stats(out / "stats.json")
+    if stats is None:  # e.g. after Slurm jobs, or a damaged file: build it from the stages' saved stats
         stats = collect_stats(out)
         write_stats(out, stats)
     print(json.dumps(stats, indent=2, ensure_ascii=False) if args.json else format_summary(stats))
     return 0
 
 
+def _read_stats(path: Path) -> dict | None:
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stats if isinstance(stats, dict) and "documents" in stats else None
+
+
+# What to do about the file-system errors a run can hit while writing its output.
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "the disk is full: free space (or choose an --output on another disk) and rerun the "
+    "same command to resume",
+    errno.EDQUOT: "the disk quota is used up: free space and rerun the same command to resume",
+    errno.EACCES: "permission denied: choose an --output you can write to, or fix its permissions",
+    errno.EPERM: "operation not permitted: choose an --output you can write to",
+    errno.EROFS: "read-only file system: choose an --output on a writable disk",
+    errno.ENOTDIR: "part of the path is a file, not a directory: choose another --output",
+    errno.EISDIR: "a directory is in the way of a file: choose another --output",
+    errno.ENOENT: "no such file or directory: check the path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter --output",
+    errno.EMFILE: "too many open files: raise `ulimit -n` or use fewer --workers",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for a file-system error: the path, the system's words and what to do."""
+    where = f"{show_path(e.filename)}: " if e.filename is not None else ""
+    fix = _OS_ERROR_FIXES.get(e.errno or 0, "fix the cause and rerun the same command to resume")
+    return f"{where}{e.strerror or e}; {fix}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         code = cmd_run(args) if args.command == "run" else cmd_stats(args)
-    except (ConfigError, InputError, RunError) as e:
-        print(f"zhtw-corpus: error: {e}", file=sys.stderr)
-        code = 1
+    except (ZhtwError, InputError) as e:
+        code = _fail(str(e))
+    except OSError as e:
+        code = _fail(describe_os_error(e))
     raise SystemExit(code)
+
+
+def _fail(message: str) -> int:
+    print(f"zhtw-corpus: error: {message.replace(chr(10), ' ')}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

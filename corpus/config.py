@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ from typing import Any
 
 import yaml
 
+from zhtw.common.errors import ZhtwError
+
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, ZhtwError):
     """A configuration file or value is invalid; the message says where and how to fix it."""
 
 
@@ -67,6 +70,9 @@ def _check_type(name: str, value: Any, tp: Any) -> Any:
         return float(value)
     if not ok:
         raise ConfigError(f"{name} must be {_type_name(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        # .nan fails every comparison, so a NaN threshold would silently switch its filter off
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     return value
 
 
@@ -135,6 +141,9 @@ class FilterConfig(_Section):
     max_mojibake_fraction: float = _opt(0.01, min=0.0, max=1.0)
     max_rare_han_fraction: float = _opt(0.25, min=0.0, max=1.0)
     max_replacement_char_fraction: float = _opt(0.002, min=0.0, max=1.0)
+    max_kana_fraction: float = _opt(0.1, min=0.0, max=1.0)
+    max_hangul_fraction: float = _opt(0.1, min=0.0, max=1.0)
+    max_cantonese_fraction: float = _opt(0.03, min=0.0, max=1.0)
 
     def _check(self) -> None:
         for i, kw in enumerate(self.spam_extra_keywords):
@@ -247,11 +256,44 @@ def load_config(path: str | Path | None = None) -> CorpusConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}); save the config as UTF-8 YAML"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}{_yaml_where(exc)}: not valid YAML: {_yaml_problem(exc)}") from None
     return config_from_dict(data, source=str(path))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last
+    silently, so a threshold set near the top of a long file would be ignored without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' is given twice; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """', line L, column C' of a YAML error (1-based), or '' when PyYAML does not know."""
+    mark = getattr(exc, "problem_mark", None)
+    return f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message on one line: its problem and context, without the quoted source excerpt."""
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    text = "; ".join(p for p in parts if p) or str(exc)
+    return " ".join(text.split())
 
 
 def config_to_dict(cfg: CorpusConfig) -> dict[str, Any]:

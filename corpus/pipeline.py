@@ -12,7 +12,9 @@ finishes the remaining tasks and a finished run reruns as a no-op):
 6. ``write``: re-read → drop exact and near duplicates → output shards
 
 Layout of the output directory: ``shards/`` (the data), ``stats.json``, ``run.json`` (what was
-run, for reruns), ``_work/`` (intermediates and datatrove's logs/completions).
+run, for reruns; the shards' names and sizes once finished), ``_work/`` (intermediates and
+datatrove's logs/completions), ``.zhtw-output`` (the ownership marker: only a directory carrying it
+is ever cleared by --overwrite) and ``.zhtw.lock`` (held while a run writes; one writer at a time).
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import stat
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,7 +41,19 @@ from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.pipeline.writers.parquet import ParquetWriter
 from datatrove.utils.stats import PipelineStats
 from tqdm import tqdm
+from xxhash import xxh3_128
 
+from zhtw.common.errors import ZhtwError
+from zhtw.common.fsutil import (
+    LOCK_NAME,
+    OWNER_MARKER,
+    atomic_write_json,
+    check_disjoint,
+    claim_output,
+    clear_owned_output,
+    output_lock,
+    show_path,
+)
 from zhtw.corpus.config import CorpusConfig, config_to_dict
 from zhtw.corpus.readers import expand_inputs
 from zhtw.corpus.steps import (
@@ -51,7 +67,7 @@ from zhtw.corpus.steps import (
     ZhtwReader,
     exact_dedup_config,
     intermediate_adapter,
-    iter_issue_files,
+    load_issues,
     minhash_config,
     output_adapter,
 )
@@ -59,10 +75,14 @@ from zhtw.corpus.text import FILTERS
 
 STATS_VERSION = 1
 STAGE_ORDER = ["filter", "exact_find", "minhash_sig", "minhash_buckets", "minhash_cluster", "write"]
-MAX_ISSUES_IN_STATS = 1000
+COMMAND = "zhtw-corpus run"
+SAMPLE_BYTES = 1 << 20  # an input's fingerprint hashes its first and last MiB
+# What a zhtw-corpus run writes at the top of its output directory (and nothing else).
+OUTPUT_ENTRIES = {"run.json", "stats.json", "shards", "_work", OWNER_MARKER, LOCK_NAME}
+_SHARD_NAME_RE = re.compile(r"^(?:\d{3,}_)?\d{5}\.(?:jsonl(?:\.gz|\.zst)?|parquet)$")
 
 
-class RunError(Exception):
+class RunError(ZhtwError):
     """A problem with the run's inputs or output directory; the message says what to do."""
 
 
@@ -76,17 +96,21 @@ class RunPlan:
     cfg: CorpusConfig
     tasks: int
     workers: int
+    _fingerprint: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def work(self) -> Path:
         return self.output / "_work"
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
-            "files": [{"path": f, "size": _size(f)} for f in self.files],
-            "config": config_to_dict(self.cfg),
-            "tasks": self.tasks,
-        }
+        """Inputs (by size, modification time and content sample), settings and task count."""
+        if self._fingerprint is None:
+            self._fingerprint = {
+                "files": [input_fingerprint(f) for f in self.files],
+                "config": config_to_dict(self.cfg),
+                "tasks": self.tasks,
+            }
+        return self._fingerprint
 
 
 @dataclass
@@ -96,11 +120,30 @@ class Stage:
     tasks: int
 
 
-def _size(path: str) -> int:
+def input_fingerprint(path: str) -> dict[str, Any]:
+    """Size, mtime_ns and a hash of the first and last MiB of one input: an input edited in
+    place (even to the same size) makes a rerun refuse, without re-reading terabytes of crawl.
+
+    Only regular files are opened (a FIFO would block); an unreadable file is recorded as such
+    (the reader reports it as an unreadable unit)."""
+    entry: dict[str, Any] = {"path": show_path(path)}
     try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1
+        st = os.stat(path)
+    except OSError as e:
+        return {**entry, "error": e.strerror}
+    entry.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    if not stat.S_ISREG(st.st_mode):
+        return {**entry, "kind": "not a regular file"}
+    h = xxh3_128()
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read(SAMPLE_BYTES))
+            if st.st_size > SAMPLE_BYTES:
+                f.seek(max(SAMPLE_BYTES, st.st_size - SAMPLE_BYTES))
+                h.update(f.read(SAMPLE_BYTES))
+    except OSError as e:
+        return {**entry, "error": e.strerror}
+    return {**entry, "sample_xxh3": h.hexdigest()}
 
 
 def plan_run(
@@ -210,30 +253,147 @@ def _final_writer(plan: RunPlan) -> PipelineStep:
 # running
 
 
+@contextlib.contextmanager
+def open_output(plan: RunPlan, overwrite: bool = False) -> Iterator[None]:
+    """Check the output directory and hold its lock for the whole run (one writer at a time).
+
+    The ownership checks come before the lock, because taking the lock marks a directory as ours.
+    """
+    _check_output_safe(plan)
+    with output_lock(plan.output, command=COMMAND):
+        check_output_dir(plan, overwrite=overwrite)
+        yield
+
+
 def check_output_dir(plan: RunPlan, overwrite: bool = False) -> None:
-    """Refuse to mix two different runs in one output directory; record this run's plan."""
+    """Refuse to mix two different runs in one output directory, or to touch what is not ours;
+    record this run's plan in run.json.
+
+    A directory is cleared (with --overwrite) only when it carries zhtw's ownership marker; a
+    finished run whose shards were deleted or changed since is refused (or redone with
+    --overwrite) instead of being reported "done".
+    """
+    _check_output_safe(plan)
+    claim_output(plan.output)
     run_json = plan.output / "run.json"
     fp = plan.fingerprint()
     if run_json.exists():
-        previous = json.loads(run_json.read_text(encoding="utf-8"))
-        if previous.get("fingerprint") != fp:
-            if not overwrite:
-                raise RunError(
-                    f"{plan.output} holds a run with other inputs or settings (see {run_json}). "
-                    "Use a new --output, or --overwrite to discard it."
-                )
-            shutil.rmtree(plan.output)
-    elif plan.output.exists() and any(plan.output.iterdir()):
+        problem = _rerun_problem(plan, _read_run_json(run_json), fp)
+    elif _has_content(plan.output):
+        problem = f"{show_path(plan.output)} is not empty and holds no zhtw-corpus run (no run.json)"
+    else:
+        problem = None
+    if problem:
         if not overwrite:
-            raise RunError(
-                f"{plan.output} exists and is not a zhtw-corpus output. Use a new --output or --overwrite."
-            )
-        shutil.rmtree(plan.output)
-    plan.output.mkdir(parents=True, exist_ok=True)
-    run_json.write_text(
-        json.dumps({"inputs": plan.inputs, "fingerprint": fp, "zhtw_stats_version": STATS_VERSION}, indent=2),
-        encoding="utf-8",
+            raise RunError(f"{problem}. Use a new --output, or --overwrite to discard it and run again.")
+        clear_owned_output(plan.output, command=COMMAND)
+    if problem or not run_json.exists():
+        atomic_write_json(
+            run_json, {"inputs": plan.inputs, "fingerprint": fp, "zhtw_stats_version": STATS_VERSION}
+        )
+
+
+def _check_output_safe(plan: RunPlan) -> None:
+    """Refuse an output that overlaps an input, is not a directory, or holds what zhtw did not write.
+
+    An output written by an older zhtw (run.json but no ownership marker) is adopted only when it
+    holds nothing but what a zhtw-corpus run writes (:data:`OUTPUT_ENTRIES`, shard files).
+    """
+    check_disjoint(plan.output, [*(i for i in plan.inputs if os.path.exists(i)), *plan.files])
+    out = plan.output
+    if out.exists() and not out.is_dir():
+        raise RunError(
+            f"--output {show_path(out)} exists and is not a directory; choose another output path."
+        )
+    if not out.is_dir() or (out / OWNER_MARKER).is_file() or not _has_content(out):
+        return
+    if _looks_like_old_output(out):
+        claim_output(out)
+        return
+    raise RunError(
+        f"--output {show_path(out)} holds files that zhtw-corpus did not write; it will not write into it "
+        "or delete it (not even with --overwrite). Choose a new or empty --output directory."
     )
+
+
+def _has_content(directory: Path) -> bool:
+    return any(e.name not in (OWNER_MARKER, LOCK_NAME) for e in directory.iterdir())
+
+
+def _looks_like_old_output(directory: Path) -> bool:
+    """An output of a zhtw-corpus that predates the ownership marker: run.json and only our entries."""
+    if not (directory / "run.json").is_file() or not {e.name for e in directory.iterdir()} <= OUTPUT_ENTRIES:
+        return False
+    shards = directory / "shards"
+    if shards.is_dir() and not all(e.is_file() and _SHARD_NAME_RE.match(e.name) for e in shards.iterdir()):
+        return False
+    return "fingerprint" in (_read_run_json(directory / "run.json") or {})
+
+
+def _read_run_json(path: Path) -> dict[str, Any] | None:
+    """The run record, or None when it is unreadable or not a JSON object (e.g. cut short)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _rerun_problem(plan: RunPlan, previous: dict[str, Any] | None, fp: dict[str, Any]) -> str | None:
+    """Why the run recorded in `previous` cannot be resumed or reported as done, or None."""
+    where = show_path(plan.output)
+    old = previous.get("fingerprint") if previous is not None else None
+    if not isinstance(old, dict):
+        return f"{where}/run.json is unreadable or records no zhtw-corpus run"
+    if old.get("files") != fp["files"]:
+        return f"{where} holds a run with other inputs ({_input_difference(old.get('files'), fp['files'])})"
+    if old.get("tasks") != fp["tasks"]:
+        return (
+            f"{where} holds a run with other settings (--tasks {old.get('tasks')}, now {fp['tasks']}; "
+            f"the default depends on --workers: give --tasks {old.get('tasks')} to resume it)"
+        )
+    if old.get("config") != fp["config"]:
+        return f"{where} holds a run with other settings (the config differs from {where}/run.json)"
+    return _shard_problem(plan.output, previous.get("shards"))  # type: ignore[union-attr]
+
+
+def _input_difference(old: Any, new: list[dict[str, Any]]) -> str:
+    """The first input that differs from the recorded run, in words."""
+    old_by_path = {f.get("path"): f for f in old} if isinstance(old, list) else {}
+    new_by_path = {f["path"]: f for f in new}
+    for path, entry in new_by_path.items():
+        before = old_by_path.get(path)
+        if before is None:
+            return f"{path} is new"
+        if before != entry:
+            changed = [k for k in ("size", "mtime_ns", "sample_xxh3") if before.get(k) != entry.get(k)]
+            return f"{path} changed since that run ({', '.join(changed) or 'recorded differently'})"
+    missing = [p for p in old_by_path if p not in new_by_path]
+    return f"{missing[0]} is no longer an input" if missing else "the input list changed"
+
+
+def _shard_problem(output: Path, recorded: Any) -> str | None:
+    """A shard recorded at the end of a finished run that is now missing or has another size."""
+    if not isinstance(recorded, list):
+        return None
+    for shard in recorded:
+        path = output / shard["path"]
+        if not path.is_file():
+            return f"the finished run in {show_path(output)} lost its output shard {shard['path']}"
+        if path.stat().st_size != shard["bytes"]:
+            return (
+                f"the output shard {shard['path']} in {show_path(output)} changed since the run finished "
+                f"({path.stat().st_size} bytes, recorded {shard['bytes']})"
+            )
+    return None
+
+
+def record_finished(plan: RunPlan, stats: dict[str, Any]) -> None:
+    """Add the shards (names and sizes) of a finished run to run.json, for the check on rerun."""
+    run_json = plan.output / "run.json"
+    record = _read_run_json(run_json) or {}
+    if record.get("shards") != stats["shards"]:
+        atomic_write_json(run_json, {**record, "shards": stats["shards"]})
 
 
 def make_executors(plan: RunPlan, stages: list[Stage], kind: str = "local") -> list:
@@ -329,8 +489,10 @@ def run_local(
     stats = collect_stats(plan.output, stages_order=[s.name for s in stages])
     stats["wall_time_s_last_invocation"] = round(time.time() - started, 3)
     write_stats(plan.output, stats)
-    if not keep_work and stats["finished"]:
-        clean_intermediates(plan)
+    if stats["finished"]:
+        record_finished(plan, stats)
+        if not keep_work:
+            clean_intermediates(plan)
     return stats
 
 
@@ -376,12 +538,19 @@ def _run_with_progress(ex: Any, plan: RunPlan, stage: Stage, term: TextIO | None
 
 
 def _echo_issues(issues_dir: Path, echo: Callable[[str], None], limit: int = 50) -> None:
-    n = 0
-    for n, issue in enumerate(iter_issue_files(issues_dir), 1):
-        if n <= limit:
-            echo(f"warning: {issue['source']} ({issue['where']}): {issue['reason']}: {issue['detail']}")
-    if n > limit:
-        echo(f"warning: ... {n - limit} more unreadable input units, listed in stats.json")
+    """One line per input file with unreadable units (counts by reason and the first example)."""
+    files, examples = load_issues(issues_dir)
+    first = {}
+    for ex in examples:
+        first.setdefault(ex["source"], ex)
+    for source, counts in list(files.items())[:limit]:
+        ex = first.get(source)
+        example = f" (first: {ex['where']}: {ex['detail']})" if ex else ""
+        echo(f"warning: {source}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) + example)
+    if len(files) > limit:
+        echo(
+            f"warning: ... {len(files) - limit} more input files with unreadable units: bad_inputs in stats.json"
+        )
 
 
 def stage_completions(plan: RunPlan, stage: str) -> list[Path]:
@@ -550,10 +719,7 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
     written_chars = int(out_tally.get("chars", 0)) if out_tally else 0
     finished = _is_finished(output, stage_names)
     balance = written + sum(dropped.values()) + sum(unreadable.values())
-    issues = list(_limited(iter_issue_files(work / "issues"), MAX_ISSUES_IN_STATS))
-    bad_files: dict[str, dict[str, int]] = defaultdict(Counter)
-    for issue in issues:
-        bad_files[issue["source"]][issue["reason"]] += 1
+    bad_files, examples = load_issues(work / "issues")
     shards = (
         sorted(p for p in (output / "shards").rglob("*") if p.is_file())
         if (output / "shards").is_dir()
@@ -577,7 +743,7 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
         "scripts": dict(sorted(scripts.items())),
         "converted": dict(sorted(converted.items())),
         "steps": steps,
-        "bad_inputs": {"files": {k: dict(v) for k, v in sorted(bad_files.items())}, "examples": issues[:100]},
+        "bad_inputs": {"files": bad_files, "examples": examples},
         "shards": [{"path": str(p.relative_to(output)), "bytes": p.stat().st_size} for p in shards],
     }
 
@@ -588,20 +754,9 @@ def _stage_step_time(ps: PipelineStats | None, kind: str) -> float:
     return round(sum(st.time_stats.total for st in ps.stats if kind in st.name), 3)
 
 
-def _limited(it: Any, n: int) -> Any:
-    for i, x in enumerate(it):
-        if i >= n:
-            return
-        yield x
-
-
 def _is_finished(output: Path, stage_names: list[str]) -> bool:
-    run = (
-        json.loads((output / "run.json").read_text(encoding="utf-8"))
-        if (output / "run.json").exists()
-        else {}
-    )
-    tasks = run.get("fingerprint", {}).get("tasks")
+    run = _read_run_json(output / "run.json") or {}
+    tasks = (run.get("fingerprint") or {}).get("tasks")
     for name in stage_names:
         comp = output / "_work" / "logs" / name / "completions"
         n = len(list(comp.iterdir())) if comp.is_dir() else 0
@@ -613,9 +768,7 @@ def _is_finished(output: Path, stage_names: list[str]) -> bool:
 
 
 def write_stats(output: Path, stats: dict[str, Any]) -> None:
-    tmp = output / "stats.json.tmp"
-    tmp.write_text(json.dumps(stats, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(output / "stats.json")
+    atomic_write_json(output / "stats.json", stats)
 
 
 def format_summary(stats: dict[str, Any]) -> str:
@@ -657,4 +810,6 @@ def format_summary(stats: dict[str, Any]) -> str:
     bad = stats.get("bad_inputs", {}).get("files", {})
     for f, reasons in list(bad.items())[:20]:
         lines.append(f"bad input: {f}: " + ", ".join(f"{k}={v}" for k, v in reasons.items()))
+    if len(bad) > 20:
+        lines.append(f"bad input: ... {len(bad) - 20} more files, each with its counts in stats.json")
     return "\n".join(lines)

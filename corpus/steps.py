@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from datatrove.utils.logging import logger
 from datatrove.utils.word_tokenizers import WordTokenizer
 from tqdm import tqdm
 
+from zhtw.common.fsutil import atomic_write_json, show_path
 from zhtw.corpus.config import CleanConfig, FilterConfig, InputConfig, ScriptConfig
 from zhtw.corpus.readers import RawDoc, ReadIssue, iter_file
 from zhtw.corpus.script import Converter, detect_script
@@ -33,6 +35,34 @@ from zhtw.corpus.text import FILTERS, clean_text, remove_boilerplate_lines
 
 ISSUES_SUBDIR = "issues"
 MAX_ISSUES_LOGGED_PER_TASK = 10_000
+MAX_ISSUE_EXAMPLES_PER_FILE = 20
+
+
+class IssueLog:
+    """Unreadable units of one task: a count per file and reason for EVERY file, and the first
+    few examples of each file (so a file with a million bad lines cannot hide the next one)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter[str]] = {}
+        self.examples: dict[str, list[dict[str, str]]] = {}
+        self.total = 0
+
+    def add(self, issue: ReadIssue) -> int:
+        """Record one issue; return how many this task has seen."""
+        source = show_path(issue.source)
+        self.counts.setdefault(source, Counter())[issue.reason] += 1
+        examples = self.examples.setdefault(source, [])
+        if len(examples) < MAX_ISSUE_EXAMPLES_PER_FILE:
+            fields = {k: _printable(v) for k, v in dataclasses.asdict(issue).items()}
+            examples.append({**fields, "source": source})
+        self.total += 1
+        return self.total
+
+    def save(self, path: Path) -> None:
+        """Written once when the task has read all its files (atomically: a killed task reruns)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files = {f: dict(sorted(c.items())) for f, c in self.counts.items()}
+        atomic_write_json(path, {"files": files, "examples": self.examples})
 
 
 class CountingStep(PipelineStep):
@@ -98,54 +128,41 @@ class ZhtwReader(BaseReader):
         if data:
             yield from data
         shard = self.files[rank::world_size]
-        Path(self.issues_dir).mkdir(parents=True, exist_ok=True)
-        issues_path = Path(self.issues_dir) / f"{rank:05d}.jsonl"
+        issues = IssueLog()
         total_bytes = sum(_size(f) for f in shard)
-        with (
-            open(issues_path, "w", encoding="utf-8") as issues_out,
-            tqdm(
-                total=total_bytes,
-                unit="B",
-                unit_scale=True,
-                desc=f"task {rank} read",
-                disable=not self.progress,
-                leave=False,
-            ) as bar,
-        ):
-            n_issues = 0
-
-            def record(issue: ReadIssue) -> None:
-                nonlocal n_issues
-                self.stat_update(f"unreadable/{issue.reason}")
-                n_issues += 1
-                if n_issues <= MAX_ISSUES_LOGGED_PER_TASK:
-                    issues_out.write(json.dumps(dataclasses.asdict(issue), ensure_ascii=False) + "\n")
-                    logger.warning(f"{issue.source} ({issue.where}): {issue.reason}: {issue.detail}")
-
-            limit = self.input_cfg.max_doc_chars
+        with tqdm(
+            total=total_bytes,
+            unit="B",
+            unit_scale=True,
+            desc=f"task {rank} read",
+            disable=not self.progress,
+            leave=False,
+        ) as bar:
             for path in shard:
                 self.stat_update("input_files")
-                for item in iter_file(
-                    path,
-                    text_key=self.input_cfg.text_key,
-                    fallback_text_keys=tuple(self.input_cfg.fallback_text_keys),
-                    html_extractor=self.input_cfg.html_extractor,
-                ):
-                    self.stat_update("read")
-                    if isinstance(item, ReadIssue):
-                        record(item)
-                    elif len(item.text) > limit:
-                        record(
-                            ReadIssue(
-                                item.source,
-                                "too_long",
-                                f"id {item.id}",
-                                f"{len(item.text)} characters > input.max_doc_chars={limit}",
-                            )
-                        )
-                    else:
-                        yield self._to_document(item)
+                yield from self._read_file(path, issues)
                 bar.update(_size(path))
+        issues.save(Path(self.issues_dir) / f"{rank:05d}.json")
+
+    def _read_file(self, path: str, issues: IssueLog) -> DocumentsPipeline:
+        """Documents of one file; every unreadable unit is counted and recorded in `issues`."""
+        limit = self.input_cfg.max_doc_chars
+        for item in iter_file(
+            path,
+            text_key=self.input_cfg.text_key,
+            fallback_text_keys=tuple(self.input_cfg.fallback_text_keys),
+            html_extractor=self.input_cfg.html_extractor,
+        ):
+            self.stat_update("read")
+            if isinstance(item, RawDoc) and len(item.text) > limit:
+                detail = f"{len(item.text)} characters > input.max_doc_chars={limit}"
+                item = ReadIssue(item.source, "too_long", f"id {item.id}", detail)
+            if isinstance(item, ReadIssue):
+                self.stat_update(f"unreadable/{item.reason}")
+                if issues.add(item) <= MAX_ISSUES_LOGGED_PER_TASK:
+                    logger.warning(f"{item.source} ({item.where}): {item.reason}: {item.detail}")
+            else:
+                yield self._to_document(item)
 
     def _to_document(self, raw: RawDoc) -> Document:
         self.stat_update("chars_read", value=len(raw.text))
@@ -396,8 +413,19 @@ def intermediate_adapter(self: Any, document: Document) -> dict:
     return {"text": document.text, "id": document.id, "metadata": document.metadata}
 
 
-def iter_issue_files(issues_dir: Path) -> Iterable[dict]:
-    for path in sorted(issues_dir.glob("*.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                yield json.loads(line)
+def _printable(value: str) -> str:
+    """`value` as valid UTF-8 (stray surrogates from undecodable bytes escaped), for JSON files."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def load_issues(issues_dir: Path) -> tuple[dict[str, dict[str, int]], list[dict[str, str]]]:
+    """Every task's unreadable units: ({file: {reason: count}} for every file, examples per file)."""
+    files: dict[str, Counter[str]] = {}
+    examples: list[dict[str, str]] = []
+    for path in sorted(issues_dir.glob("*.json")):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        for source, counts in saved["files"].items():
+            files.setdefault(source, Counter()).update(counts)
+        for source_examples in saved["examples"].values():
+            examples.extend(source_examples)
+    return {f: dict(sorted(c.items())) for f, c in sorted(files.items())}, examples

@@ -35,15 +35,29 @@ _HAN_RUN_RE = re.compile(f"[{HAN_CLASS}]+")
 _WORD_RUN_RE = re.compile(r"[^\W_]+")
 
 
+# The zero-width joiner glues emoji into one picture (👨‍👩‍👧 family, 🏳️‍🌈 rainbow flag, 🐈‍⬛): it is kept
+# between two emoji (the first may carry the emoji variation selector U+FE0F or a skin tone) and
+# removed everywhere else, like the other invisible characters. Emoji here: the pictographic
+# blocks of Unicode (symbols, dingbats, arrows, the astral emoji planes), as Python's re has no
+# Extended_Pictographic property.
+_ZWJ_CP = 0x200D
+_EMOJI_CLASS = (
+    "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u231a-\u23ff\u24c2\u25aa-\u27bf"
+    "\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\U0001f000-\U0001faff"
+)
+_STRAY_ZWJ_RE = re.compile(f"(?<![{_EMOJI_CLASS}\ufe0f])\u200d|\u200d(?![{_EMOJI_CLASS}])")
+
+
 @lru_cache(maxsize=1)
 def _invisible_re() -> re.Pattern[str]:
-    """Control (Cc), format (Cf) and lone surrogate (Cs) characters of the BMP except newline and
-    tab: zero-width spaces and joiners, BOM, soft hyphen, bidi marks, C1 controls. Built once from
-    the Unicode database. (The few astral format characters, e.g. emoji tag sequences, are kept:
-    a class with astral ranges scans at half the speed.)"""
+    """Control (Cc), format (Cf) and lone surrogate (Cs) characters of the BMP except newline,
+    tab and the zero-width joiner (handled by :data:`_STRAY_ZWJ_RE`): zero-width spaces and
+    non-joiners, BOM, soft hyphen, bidi marks, C1 controls. Built once from the Unicode database.
+    (The few astral format characters, e.g. emoji tag sequences, are kept: a class with astral
+    ranges scans at half the speed.)"""
     ranges: list[tuple[int, int]] = []
     for cp in range(0x10000):
-        if cp in (0x09, 0x0A) or unicodedata.category(chr(cp)) not in ("Cc", "Cf", "Cs"):
+        if cp in (0x09, 0x0A, _ZWJ_CP) or unicodedata.category(chr(cp)) not in ("Cc", "Cf", "Cs"):
             continue
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1] = (ranges[-1][0], cp)
@@ -64,7 +78,7 @@ _SPACE_RUN_RE = re.compile(" {2,}")
 def clean_text(text: str, cfg: CleanConfig) -> str:
     """Remove invisible and control characters, normalise line breaks and spacing.
 
-    Keeps newlines, tabs, the ideographic space and all visible characters as they are (no
+    Zero-width joiners survive only inside emoji sequences (👨‍👩‍👧 stays one family). Keeps newlines, tabs, the ideographic space and all visible characters as they are (no
     NFKC). Trailing whitespace is stripped per line, runs of ASCII spaces collapse to one when
     ``cfg.collapse_spaces``, and more than ``cfg.max_consecutive_newlines`` newlines in a row
     collapse to that many.
@@ -72,6 +86,8 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
     if any(c in text for c in _LINE_BREAK_CHARS):
         text = _LINE_BREAKS_RE.sub("\n", text)
     text = _invisible_re().sub("", text)
+    if "\u200d" in text:
+        text = _STRAY_ZWJ_RE.sub("", text)
     text = _ODD_SPACES_RE.sub(" ", text)
     # Only " ", tab, U+3000 and newline are left as whitespace: cheap checks skip most passes.
     if " \n" in text or "\t\n" in text or "\u3000\n" in text:
@@ -483,7 +499,7 @@ def _rare_han_re() -> re.Pattern[str]:
         return re.compile(r"(?!x)x")
     ranges: list[tuple[int, int]] = []
     for cp in range(0x3400, 0xA000):
-        if chr(cp) in common:
+        if chr(cp) in common or chr(cp) in CANTONESE_CHARS:  # written Cantonese is not mojibake
             continue
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1] = (ranges[-1][0], cp)
@@ -509,6 +525,42 @@ def mojibake_fraction(text: str) -> float:
     if not bad:
         return 0.0
     return bad / max(_counts(text)[2], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Other languages written with Han characters
+
+KANA_CLASS = "\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fd-\u30ff\u31f0-\u31ff\uff66-\uff9d"
+"""Hiragana and katakana, without the middle dot ・ and the long-vowel mark ー (Chinese uses both)."""
+HANGUL_CLASS = "\u1100-\u11ff\u3131-\u318e\uac00-\ud7a3"
+CANTONESE_CHARS = "嘅咗哋冇唔佢喺嚟啲嘢嗰噉咁㗎嘞諗搵揾瞓冚乜睇畀啱攰嬲"
+"""Characters of written Cantonese (possessive 嘅, perfective 咗, plural 哋, 冇 not have, 唔 not,
+佢 he/she, 喺 at, 嚟 come, ...) that standard written Chinese does not use (囉 and 咩 are left
+out: Taiwanese informal writing uses them). Measured share of Han characters: Cantonese prose
+5-20%; every zh-TW set in ../shared/data at most 0.3% (a classical poem with 唔), one or two
+distinct characters per document."""
+CANTONESE_MIN_DISTINCT = 3
+_KANA_RE = re.compile(f"[{KANA_CLASS}]+")
+_HANGUL_RE = re.compile(f"[{HANGUL_CLASS}]+")
+_CANTONESE_RE = re.compile(f"[{CANTONESE_CHARS}]")
+
+
+def script_shares(text: str) -> tuple[float, float]:
+    """(kana share, hangul share) of the Han, kana and hangul characters of ``text`` (0.0 when none)."""
+    kana = sum(map(len, _KANA_RE.findall(text)))
+    hangul = sum(map(len, _HANGUL_RE.findall(text)))
+    if not (kana or hangul):
+        return 0.0, 0.0
+    total = _counts(text)[0] + kana + hangul
+    return kana / total, hangul / total
+
+
+def cantonese_share(text: str) -> tuple[float, int]:
+    """(share of Han characters that are written-Cantonese characters, number of distinct ones)."""
+    found = _CANTONESE_RE.findall(text)
+    if not found:
+        return 0.0, 0
+    return len(found) / max(_counts(text)[0], 1), len(set(found))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,6 +593,24 @@ def filter_mojibake(text: str, cfg: FilterConfig) -> str | None:
         return "mojibake"
     if rare_han_fraction(text) > cfg.max_rare_han_fraction:
         return "mojibake"
+    return None
+
+
+def filter_language(text: str, cfg: FilterConfig) -> str | None:
+    """``japanese`` / ``korean`` when kana / hangul exceed ``cfg.max_kana_fraction`` /
+    ``cfg.max_hangul_fraction`` of the Han, kana and hangul characters (Japanese prose is 30-70%
+    kana; the most in a zh-TW set here, Japanese company names in the gazette, is 0.8%);
+    ``cantonese`` when written-Cantonese characters (:data:`CANTONESE_CHARS`, at least
+    ``CANTONESE_MIN_DISTINCT`` different ones) exceed ``cfg.max_cantonese_fraction`` of the Han
+    characters. All three read as Chinese to the Han filters but are not Taiwan Mandarin."""
+    kana, hangul = script_shares(text)
+    if kana > cfg.max_kana_fraction:
+        return "japanese"
+    if hangul > cfg.max_hangul_fraction:
+        return "korean"
+    share, distinct = cantonese_share(text)
+    if share > cfg.max_cantonese_fraction and distinct >= CANTONESE_MIN_DISTINCT:
+        return "cantonese"
     return None
 
 
@@ -593,6 +663,7 @@ FILTERS: dict[str, Filter] = {
     "length": filter_length,
     "replacement_chars": filter_replacement_chars,
     "mojibake": filter_mojibake,
+    "language": filter_language,
     "han_count": filter_han_count,
     "han_ratio": filter_han_ratio,
     "spam": filter_spam,

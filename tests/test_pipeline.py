@@ -129,7 +129,7 @@ def test_rerun_with_other_settings_is_refused(sample_run: Path, tmp_path: Path) 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("filters:\n  min_han_chars: 7\n", encoding="utf-8")
     plan = plan_run([str(SAMPLE)], sample_run, load_config(cfg))
-    with pytest.raises(RunError, match="other inputs or settings"):
+    with pytest.raises(RunError, match="other settings"):
         check_output_dir(plan)
 
 

@@ -284,6 +284,7 @@ def test_registry_order_and_first_reason():
         "length",
         "replacement_chars",
         "mojibake",
+        "language",
         "han_count",
         "han_ratio",
         "spam",
