@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from zhtw.common.errors import ZhtwError
+from zhtw.common.fsutil import show_path
 from zhtw.corpus.readers import InputError, expand_inputs
 from zhtw.corpus.textio import TextStats, iter_texts
 
@@ -81,7 +83,7 @@ def _features() -> datasets.Features:
     return datasets.Features({"input_ids": datasets.List(datasets.Value("int32"))})
 
 
-class DataError(ValueError):
+class DataError(ValueError, ZhtwError):
     """Training data cannot be built as asked; the message says what to change."""
 
 
@@ -213,8 +215,9 @@ def cache_key(
 
 
 def _file_identity(path: str) -> dict[str, Any]:
+    """Path (any bytes: names that are not UTF-8 are escaped, never a crash), size and mtime of a data file."""
     st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": show_path(os.path.abspath(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 # --------------------------------------------------------------------------- split and tokenise
@@ -506,7 +509,7 @@ def build_packed_data(
     )
     stats: dict[str, Any] = {
         "files": len(files),
-        "inputs": [os.fspath(p) for p in data_files],
+        "inputs": [show_path(p) for p in data_files],
         "tokenizer_sha256": tok_hash,
         "cache_key": key,
         "block_size": block_size,
@@ -524,13 +527,20 @@ def build_packed_data(
     text_stats = TextStats()
     n_docs = sum(1 for _ in iter_texts(files, text_key, stats=text_stats))
     if n_docs == 0:
-        shown = ", ".join(files[:5]) + (f", … ({len(files)} files)" if len(files) > 5 else "")
+        shown = ", ".join(show_path(f) for f in files[:5]) + (
+            f", … ({len(files)} files)" if len(files) > 5 else ""
+        )
         raise NoDocumentsError(
             f"no non-empty documents under the {text_key!r} field in {shown} ({text_stats.empty} empty, "
             f"{text_stats.unreadable} unreadable); check the paths and the text key (--text-key)."
         )
     eval_idx = _eval_indices(n_docs, eval_fraction, eval_max_docs, seed)
-    stats |= {"documents": n_docs, "empty_documents": text_stats.empty, "unreadable": dict(text_stats.issues)}
+    stats |= {
+        "documents": n_docs,
+        "empty_documents": text_stats.empty,
+        "unreadable": dict(text_stats.issues),
+        "eval_fraction_actual": round(len(eval_idx) / n_docs, 6),
+    }
     plan = _Plan(files, tok_dir, block_size, text_key, add_bos, frozenset(eval_idx))
 
     if streaming:

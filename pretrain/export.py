@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import resource
 import shutil
@@ -34,6 +33,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from zhtw.common.errors import ZhtwError
+from zhtw.common.fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    check_disjoint,
+    files_intact,
+    output_lock,
+    show_path,
+)
+from zhtw.pretrain.prepare import (
+    ADAPTER_RECORD,
+    check_replaceable,
+    clear_output,
+    os_error_message,
+    output_entries,
+    prepared_identity,
+)
 
 __all__ = [
     "DTYPES",
@@ -71,7 +88,7 @@ TOKENIZER_FILES: tuple[str, ...] = (
     "special_tokens_map.json",
     "zhtw_tokenizer.json",
 )
-# what an export writes; removed before --overwrite so stale shards cannot linger
+# what an export writes: an older export's directory (no ownership marker) holding only these may be replaced
 _OUTPUT_PATTERNS = (
     EXPORT_METADATA,
     "config.json",
@@ -82,7 +99,9 @@ _OUTPUT_PATTERNS = (
     "loss.png",
     "*.gguf",
     *TOKENIZER_FILES,
+    ".*.tmp",
 )
+COMMAND = "zhtw-export"
 # short English, zh-TW and mixed texts the reload check runs through both models
 SAMPLE_TEXTS: tuple[str, ...] = (
     "Once upon a time, there was a little girl who liked to read books.",
@@ -95,7 +114,7 @@ SAMPLE_TEXTS: tuple[str, ...] = (
 TOLERANCE: dict[str, float] = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 1e-2}
 
 
-class ExportError(Exception):
+class ExportError(ZhtwError):
     """Base class: anything `zhtw-export` refuses or cannot do, with the fix in the message."""
 
 
@@ -173,6 +192,17 @@ def _adapter_dir(path: Path) -> Path:
     )
 
 
+def _read_json(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON object from `path`; `ExportError` naming the file and `fix` when it is unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{show_path(path)} cannot be read ({e}); {fix}.") from e
+    if not isinstance(data, dict):
+        raise ExportError(f"{show_path(path)} holds {type(data).__name__}, not a JSON object; {fix}.")
+    return data
+
+
 def find_training_summary(adapter_dir: Path) -> Path | None:
     """training_summary.json of the run an adapter (or checkpoint-N) belongs to, if it is beside it."""
     for d in (adapter_dir, adapter_dir.parent):
@@ -186,7 +216,9 @@ def inspect_adapter(path: str | Path) -> AdapterInfo:
     from safetensors import safe_open
 
     directory = _adapter_dir(Path(path).expanduser())
-    config = json.loads((directory / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    config = _read_json(
+        directory / ADAPTER_CONFIG, "re-save the adapter with peft (or export another checkpoint)"
+    )
     if config.get("peft_type") != "LORA":
         raise ExportError(
             f"{directory} is a {config.get('peft_type')} adapter; zhtw-export merges LoRA adapters "
@@ -209,10 +241,16 @@ def inspect_adapter(path: str | Path) -> AdapterInfo:
         raise ExportError(
             f"{directory} has no {ADAPTER_WEIGHTS}; save the adapter with safetensors (peft's default)."
         )
-    with safe_open(str(weights), "pt") as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open API)
+    try:
+        with safe_open(str(weights), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open API)
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) for a damaged file
+        raise ExportError(
+            f"{show_path(weights)} is not a readable safetensors file ({e}); the adapter is damaged or was cut "
+            "short. Export another checkpoint (--adapter OUTPUT_DIR/checkpoint-N)."
+        ) from e
     summary_path = find_training_summary(directory)
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path else None
+    summary = _read_json(summary_path, "rerun training or move the file away") if summary_path else None
     info = AdapterInfo(directory, config, shapes, summary, summary_path)
     for key in shapes:
         name = key.removeprefix("base_model.model.")
@@ -392,6 +430,43 @@ def check_adapter_fits(model: ModelFiles, info: AdapterInfo) -> None:
             )
 
 
+def _recorded_identity(info: AdapterInfo) -> tuple[str | None, str, str]:
+    """(identity of the prepared model the adapter was trained on, where it is recorded, that model's path)."""
+    record = info.directory / ADAPTER_RECORD
+    if record.is_file():
+        data = _read_json(record, "retrain, or pass --force to merge without the identity check")
+        return data.get("prepared_model_identity"), show_path(record), str(data.get("prepared_model"))
+    summary = info.summary or {}
+    identity = summary.get("prepared_model_identity")
+    if identity is None and (summary.get("prepare_metadata") or {}).get("files"):
+        identity = prepared_identity(summary["prepare_metadata"])  # a summary from before the identity field
+    return identity, show_path(info.summary_path or info.directory), str(summary.get("prepared_model"))
+
+
+def check_same_prepared_model(model: ModelFiles, info: AdapterInfo) -> None:
+    """Refuse a prepared model whose files changed since prepare, or that is not the one the adapter was
+    trained on (same shapes and tokenizer, other weights: the merge would succeed and be wrong)."""
+    force = "pass --force if you know they match"
+    changed = [
+        n for n, d in (model.prepare.get("files") or {}).items() if not files_intact(model.directory, {n: d})
+    ]
+    if changed:
+        raise AdapterMismatchError(
+            f"the prepared model {show_path(model.directory)} was changed after `zhtw-pretrain prepare`: "
+            f"{', '.join(changed)} no longer match zhtw_prepare.json. Rerun prepare into a new directory, or "
+            f"{force}."
+        )
+    recorded, where, trained_on = _recorded_identity(info)
+    current = prepared_identity(model.prepare)
+    if recorded is not None and recorded != current:
+        raise AdapterMismatchError(
+            f"the adapter {show_path(info.directory)} was trained on the prepared model {trained_on} (identity "
+            f"{recorded[:12]}…, recorded in {where}), not on {show_path(model.directory)} (identity "
+            f"{current[:12]}…): same shapes, other weights. Pass --model the prepared directory the adapter was "
+            f"trained on, or {force}."
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------
 # merging, shard by shard
 
@@ -413,6 +488,19 @@ def _plan_shards(names: Sequence[str], nbytes: dict[str, int], max_bytes: int) -
         shards[-1].append(name)
         size += nbytes[name]
     return shards
+
+
+def _check_finite(name: str, tensor: Any, model: ModelFiles, info: AdapterInfo) -> None:
+    """Refuse NaN/inf in a merged tensor (always, even with --verify none: one pass over data already in memory)."""
+    import torch
+
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+        return
+    raise VerificationError(
+        f"the merged tensor {name} holds NaN or inf values (from the adapter {show_path(info.directory)} or the "
+        f"prepared model {show_path(model.directory)}); nothing usable can be exported. Export an earlier "
+        "checkpoint (--adapter OUTPUT_DIR/checkpoint-N)."
+    )
 
 
 def merge_to_shards(
@@ -481,6 +569,7 @@ def merge_to_shards(
                     w[ids] = adapter.get_tensor(info.rows[m]).float()
                     counts["rows"] += len(ids)
                 tensors[name] = (w.to(target) if w.is_floating_point() else w).contiguous()
+                _check_finite(name, tensors[name], model, info)
                 weight_map[name] = file
             save_file(tensors, str(out / file), metadata={"format": "pt"})
             log(f"  wrote {file} ({len(shard)} tensors, {sum(nbytes[n] for n in shard) / 2**20:,.1f} MiB)")
@@ -491,9 +580,7 @@ def merge_to_shards(
     total = sum(nbytes.values())
     if len(files) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-        (out / "model.safetensors.index.json").write_text(
-            json.dumps(index, indent=2) + "\n", encoding="utf-8"
-        )
+        atomic_write_text(out / "model.safetensors.index.json", json.dumps(index, indent=2) + "\n")
     return {"files": files, "tensors": len(names), "bytes": total, "merged": counts}
 
 
@@ -510,7 +597,7 @@ def write_model_config(model: ModelFiles, out: Path, dtype: str) -> dict[str, An
     config["dtype"] = DTYPES[dtype]
     config["use_cache"] = True
     config.pop("torch_dtype", None)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
     return config
 
 
@@ -671,14 +758,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _clear_output(out: Path) -> None:
-    (out / EXPORT_METADATA).unlink(missing_ok=True)
-    for pattern in _OUTPUT_PATTERNS:
-        for f in out.glob(pattern):
-            if f.is_file():
-                f.unlink()
-
-
 def _versions() -> dict[str, str]:
     import platform
     from importlib import metadata
@@ -704,10 +783,12 @@ def export(
     tokenizer_report: str | Path | None = None,
     license: str = "other",
     base_model_id: str | None = None,
+    force: bool = False,
     log: Log = print,
 ) -> dict[str, Any]:
     """Merge `adapter` into the prepared model `model_dir` and write the full export to `output`.
 
+    `force` skips only the prepared-model identity check (shapes, vocabulary and NaN checks always run).
     Returns the metadata written to ``zhtw_export.json`` (files, merge counts, verification, timings, peak RSS).
     """
     t0 = time.perf_counter()
@@ -717,26 +798,78 @@ def export(
         raise ExportError(f"--gguf {gguf!r} is unknown; choose one of {', '.join(GGUF_TYPES)}.")
     if verify not in ("auto", "fp32", "export", "none"):
         raise ExportError(f"--verify {verify!r} is unknown; choose auto, fp32, export or none.")
+    shard_bytes = _parse_size(max_shard_size)
+    if tokenizer_report and not Path(tokenizer_report).expanduser().is_file():
+        raise ExportError(
+            f"--tokenizer-report {tokenizer_report} does not exist; pass the eval.json of `zhtw-tok eval`."
+        )
     out = Path(output).expanduser()
     model = load_model_files(model_dir)
     info = inspect_adapter(adapter)
-    if out.resolve() in (model.directory, info.directory.resolve()):
-        raise ExportError(f"--output {out} is an input directory; choose a new output directory.")
+    inputs = [model.directory, info.directory, *([tokenizer_report] if tokenizer_report else [])]
+    check_disjoint(out, inputs)
     check_adapter_fits(model, info)
+    if force:
+        log("--force: not checking that the adapter was trained on this prepared model")
+    else:
+        check_same_prepared_model(model, info)
     log(
         f"adapter {info.directory}: {len(info.lora)} LoRA modules, "
         f"{sum(info.shapes[k][0] for k in info.rows.values()):,} trained token rows, "
         f"{len(info.full)} fully trained tensors; fits {model.directory} ({model.describe()})"
     )
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ExportError(f"{out} is not empty; choose another --output or pass --overwrite.")
-        _clear_output(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_output(out, overwrite)
+    with output_lock(out, command=COMMAND):
+        clear_output(out, command=COMMAND)
+        return _write_export(
+            model,
+            info,
+            out,
+            dtype,
+            gguf,
+            shard_bytes,
+            verify,
+            tokenizer_report,
+            license,
+            base_model_id,
+            log,
+            t0,
+        )
 
-    log(f"merging into {out} ({DTYPES[dtype]}, shards of at most {max_shard_size}) ...")
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output without --overwrite, and one that no zhtw-export wrote even with it."""
+    entries = output_entries(out)
+    if not entries:
+        return
+    if not overwrite:
+        unfinished = (
+            "" if (out / EXPORT_METADATA).is_file() else f" (no {EXPORT_METADATA}: an interrupted export?)"
+        )
+        raise ExportError(
+            f"{show_path(out)} is not empty{unfinished}; choose another --output or pass --overwrite to replace it."
+        )
+    check_replaceable(out, command=COMMAND, legacy=_OUTPUT_PATTERNS)
+
+
+def _write_export(
+    model: ModelFiles,
+    info: AdapterInfo,
+    out: Path,
+    dtype: str,
+    gguf: str,
+    shard_bytes: int,
+    verify: str,
+    tokenizer_report: str | Path | None,
+    license: str,
+    base_model_id: str | None,
+    log: Log,
+    t0: float,
+) -> dict[str, Any]:
+    """Merge, write config, generation config and tokenizer, check the reload, write GGUF, card, metadata."""
+    log(f"merging into {out} ({DTYPES[dtype]}, shards of at most {shard_bytes / 2**20:,.0f} MiB) ...")
     t = time.perf_counter()
-    merge = merge_to_shards(model, info, out, dtype, _parse_size(max_shard_size), log)
+    merge = merge_to_shards(model, info, out, dtype, shard_bytes, log)
     merge["seconds"] = round(time.perf_counter() - t, 2)
     merge["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     config = write_model_config(model, out, dtype)
@@ -795,9 +928,7 @@ def export(
     )
     log(f"wrote the model card {out / 'README.md'}")
     meta["seconds"] = round(time.perf_counter() - t0, 2)
-    tmp = out / f".{EXPORT_METADATA}.tmp"
-    tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out / EXPORT_METADATA)
+    atomic_write_json(out / EXPORT_METADATA, json.loads(json.dumps(meta, default=str)))
     log(f"exported {out} in {meta['seconds']:.1f} s (peak RSS {max(meta['peak_rss_mb'].values()):,.0f} MB)")
     return meta
 
@@ -851,7 +982,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--license", default="other", help="license identifier for the card (e.g. llama2, apache-2.0)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty output directory written by zhtw-export"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="merge even when the adapter records another prepared model (same shapes, other weights) or the "
+        "prepared model changed after prepare",
+    )
     return p
 
 
@@ -871,9 +1010,13 @@ def main(argv: list[str] | None = None) -> None:
             tokenizer_report=args.tokenizer_report,
             license=args.license,
             base_model_id=args.base_model_id,
+            force=args.force,
         )
-    except ExportError as e:
+    except ZhtwError as e:
         print(f"zhtw-export: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except OSError as e:
+        print(f"zhtw-export: {os_error_message(e, args.output)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from zhtw.common.errors import ZhtwError
+
 __all__ = ["GGUFExportError", "gguf_tensor_name", "permute_qk", "read_back", "write_gguf"]
 
 Log = Callable[[str], None]
@@ -41,7 +43,7 @@ _TOP_NAMES = {
 }
 
 
-class GGUFExportError(Exception):
+class GGUFExportError(ZhtwError):
     """The model cannot be written as a llama.cpp `llama` GGUF; the message says why and what to do."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from zhtw.common.fsutil import atomic_write_text
+
 __all__ = ["DEFAULT_LANGUAGES", "compression_from_report", "measure_compression", "write_model_card"]
 
 DEFAULT_LANGUAGES = ["zh", "en"]
@@ -329,7 +331,15 @@ def write_model_card(
 
     report = _report_path(prepare, tokenizer_report)
     if report is not None:
-        data = json.loads(report.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            from zhtw.pretrain.export import ExportError
+
+            raise ExportError(
+                f"the tokenizer report {report} cannot be read ({e}); pass the eval.json that `zhtw-tok eval` "
+                "wrote, or leave --tokenizer-report out to measure compression on the training text."
+            ) from e
         compression = compression_from_report(data, n_tok, n_base)
         source = f"from the tokenizer report `{report.name}`"
     else:
@@ -366,7 +376,7 @@ def write_model_card(
     )
     body = _card_body(name, prepare, tok_meta, summary, meta, compression, source, has_plot, base_label)
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
-    card.save(out / "README.md")
+    atomic_write_text(out / "README.md", str(card))  # what ModelCard.save writes, never half-written
     return {
         "path": "README.md",
         "compression": compression,

@@ -20,6 +20,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import errno
+import fnmatch
+import hashlib
 import json
 import math
 import platform
@@ -32,9 +35,21 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from zhtw.tokenizer.spmodel import files_intact, sha256_file
+from zhtw.common.errors import OutputError, ZhtwError
+from zhtw.common.fsutil import (
+    LOCK_NAME,
+    OWNER_MARKER,
+    atomic_write_json,
+    check_disjoint,
+    clear_owned_output,
+    files_intact,
+    output_lock,
+    sha256_file,
+    show_path,
+)
 
 __all__ = [
+    "ADAPTER_RECORD",
     "DTYPES",
     "FORMAT",
     "INITS",
@@ -46,7 +61,12 @@ __all__ = [
     "PrepareError",
     "TokenizerMismatchError",
     "base_subtoken_ids",
+    "check_replaceable",
     "check_tokenizer_matches_model",
+    "clear_output",
+    "output_entries",
+    "os_error_message",
+    "prepared_identity",
     "initialise_new_rows",
     "load_extended_tokenizer",
     "load_prepare_metadata",
@@ -87,10 +107,15 @@ _MODEL_OUTPUT_PATTERNS = (
     "model*.safetensors",
     "model.safetensors.index.json",
 )
+# names an older prepare (before the ownership marker) wrote: such a directory may be replaced by --overwrite
+_LEGACY_OUTPUT = (*_MODEL_OUTPUT_PATTERNS, *TOKENIZER_FILES, "zhtw_prepare.json", ".zhtw_prepare.json.*")
+COMMAND = "zhtw-pretrain prepare"
+# written by `zhtw-pretrain train` into every adapter and checkpoint directory: which prepared model it trained on
+ADAPTER_RECORD = "zhtw_adapter.json"
 RANDOM_SEED = 0
 
 
-class PrepareError(Exception):
+class PrepareError(ZhtwError):
     """Base class: anything `zhtw-pretrain prepare` refuses or cannot do, with the fix in the message."""
 
 
@@ -120,6 +145,65 @@ def rows_for(tokenizer_size: int, pad_to_multiple_of: int) -> int:
     """Embedding rows: the tokenizer length rounded up to the multiple (1 or 0: no padding)."""
     m = max(1, pad_to_multiple_of)
     return math.ceil(tokenizer_size / m) * m
+
+
+# --------------------------------------------------------------------------------------------------------------
+# output directories (shared by prepare, train and export)
+
+
+def output_entries(out: Path) -> list[Path]:
+    """What `out` holds besides zhtw's ownership marker and lock; `OutputError` when it is not a directory."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise OutputError(f"{show_path(out)} exists and is not a directory; choose another output path.")
+    return sorted(e for e in out.iterdir() if e.name not in (OWNER_MARKER, LOCK_NAME))
+
+
+def check_replaceable(out: Path, *, command: str, legacy: Sequence[str]) -> None:
+    """Refuse --overwrite of a directory that no zhtw command wrote.
+
+    A directory carrying the ownership marker is ours. One without it is accepted only when it holds
+    nothing but what `command` writes (`legacy` name patterns: outputs of a zhtw from before the marker).
+    """
+    if (out / OWNER_MARKER).is_file():
+        return
+    strangers = [e.name for e in output_entries(out) if not any(fnmatch.fnmatch(e.name, p) for p in legacy)]
+    if strangers:
+        shown = ", ".join(show_path(n) for n in strangers[:3]) + (" …" if len(strangers) > 3 else "")
+        raise OutputError(
+            f"{show_path(out)} was not created by {command} (no {OWNER_MARKER} marker) and holds {shown}; "
+            "refusing to delete it even with --overwrite. Remove it yourself or choose another output directory."
+        )
+
+
+def clear_output(out: Path, *, command: str) -> None:
+    """Empty an output directory that `check_replaceable` accepted (call it holding `output_lock`)."""
+    clear_owned_output(out, command=command)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def os_error_message(exc: OSError, output: str | Path) -> str:
+    """One line for an operating-system error met while a stage runs: the file, the reason, the fix."""
+    where = show_path(exc.filename) if exc.filename else show_path(output)
+    reason = exc.strerror or str(exc)
+    if exc.errno in _DISK_FULL:
+        fix = f"free space on the disk that holds {show_path(output)} (or choose another output directory), then rerun"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make it writable (or choose another output directory), then rerun"
+    else:
+        fix = "check the path, then rerun"
+    return f"{where}: {reason}; {fix}."
+
+
+def prepared_identity(meta: dict[str, Any]) -> str:
+    """A prepared model's identity: SHA-256 over the digests of every file prepare wrote (weights, config,
+    tokenizer). Two prepared models with the same shapes but other weights get different identities."""
+    files = meta.get("files") or {}
+    blob = json.dumps(files, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -169,7 +253,14 @@ def load_extended_tokenizer(directory: str | Path) -> ExtendedTokenizer:
             "tokenizer with `zhtw-tok build --base MODEL_DIR --corpus ... --output TOKENIZER_DIR` and pass that "
             "directory as --tokenizer."
         )
-    meta = json.loads((d / TOKENIZER_METADATA).read_text(encoding="utf-8"))
+    meta = _tokenizer_metadata(d)
+    changed = [n for n, digest in meta["files"].items() if not files_intact(d, {n: digest})]
+    if changed:
+        raise TokenizerMismatchError(
+            f"{show_path(d)}: {', '.join(changed)} no longer match the SHA-256 recorded in {TOKENIZER_METADATA} "
+            "(the files were edited or damaged after the build). Rebuild the tokenizer with "
+            "`zhtw-tok build --base MODEL_DIR ... --overwrite`."
+        )
     proto = _load_proto(d / "tokenizer.model")
     n_base = int(meta.get("base_vocab_size", -1))
     added = [p.piece for p in proto.pieces[n_base:]] if n_base >= 0 else None
@@ -182,6 +273,23 @@ def load_extended_tokenizer(directory: str | Path) -> ExtendedTokenizer:
     return ExtendedTokenizer(
         directory=d.resolve(), proto=proto, meta=meta, sha256=sha256_file(d / "tokenizer.model")
     )
+
+
+def _tokenizer_metadata(d: Path) -> dict[str, Any]:
+    """zhtw_tokenizer.json, with its per-file digests; `TokenizerMismatchError` with the fix otherwise."""
+    path = d / TOKENIZER_METADATA
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TokenizerMismatchError(
+            f"{show_path(path)} cannot be read ({e}); rebuild the tokenizer with `zhtw-tok build ... --overwrite`."
+        ) from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict) or not meta["files"]:
+        raise TokenizerMismatchError(
+            f"{show_path(path)} records no file digests, so the tokenizer files cannot be checked; rebuild it "
+            "with `zhtw-tok build ... --overwrite`."
+        )
+    return meta
 
 
 def _pieces_from_tokenizer_json(path: Path) -> dict[int, str]:
@@ -374,15 +482,6 @@ def _finished(out: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
     return meta
 
 
-def _clear_output(out: Path) -> None:
-    """Remove what an earlier prepare wrote (and only that), metadata first."""
-    (out / METADATA).unlink(missing_ok=True)
-    for pat in (*_MODEL_OUTPUT_PATTERNS, *TOKENIZER_FILES):
-        for f in out.glob(pat):
-            if f.is_file():
-                f.unlink()
-
-
 def _check_args(base_dir: Path, tok_dir: Path, out: Path, init: str, pad: int, dtype: str) -> None:
     if init not in INITS:
         raise PrepareError(f"--init {init!r} is unknown; choose one of {', '.join(INITS)}.")
@@ -395,11 +494,8 @@ def _check_args(base_dir: Path, tok_dir: Path, out: Path, init: str, pad: int, d
             f"{base_dir} is not a Hugging Face model directory (no config.json); pass the directory that "
             "`AutoModelForCausalLM.from_pretrained` loads as --base."
         )
-    for other, what in ((base_dir, "--base"), (tok_dir, "--tokenizer")):
-        if out.resolve() == other.resolve():
-            raise PrepareError(
-                f"--output {out} is the same directory as {what}; choose a new output directory."
-            )
+    check_disjoint(out, [base_dir, tok_dir])
+    output_entries(out)  # an output path that is a file is refused before any work
 
 
 def prepare_model(
@@ -423,7 +519,6 @@ def prepare_model(
     tok = load_extended_tokenizer(tok_dir)
     base_proto = check_tokenizer_matches_model(base_dir, tok)
     n_base, n_tok = tok.base_vocab_size, tok.size
-    rows = rows_for(n_tok, pad_to_multiple_of)
     log(
         f"tokenizer {tok.directory}: {n_base:,} base + {n_tok - n_base:,} new pieces; pieces match the base model"
     )
@@ -435,11 +530,36 @@ def prepare_model(
     if done is not None:
         log(f"{out} is up to date (same base model, tokenizer and settings); nothing to do.")
         return done
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"{out} is not empty and was not prepared from these inputs (base, tokenizer, --init, "
-            "--pad-to-multiple-of, --dtype); choose another --output or pass --overwrite."
+    if output_entries(out):
+        if not overwrite:
+            raise OutputExistsError(
+                f"{show_path(out)} is not empty and was not prepared from these inputs (base, tokenizer, --init, "
+                "--pad-to-multiple-of, --dtype); choose another --output or pass --overwrite."
+            )
+        check_replaceable(out, command=COMMAND, legacy=_LEGACY_OUTPUT)
+    with output_lock(out, command=COMMAND):
+        clear_output(out, command=COMMAND)
+        return _resize_and_save(
+            base_dir, tok, base_proto, out, init, pad_to_multiple_of, dtype, inputs, log, t_start
         )
+
+
+def _resize_and_save(
+    base_dir: Path,
+    tok: ExtendedTokenizer,
+    base_proto: Any,
+    out: Path,
+    init: str,
+    pad_to_multiple_of: int,
+    dtype: str,
+    inputs: dict[str, Any],
+    log: Log,
+    t_start: float,
+) -> dict[str, Any]:
+    """Load the base, resize and initialise it, save model and tokenizer, and write zhtw_prepare.json last."""
+    n_base, n_tok = tok.base_vocab_size, tok.size
+    rows = rows_for(n_tok, pad_to_multiple_of)
+    base_files = inputs["base_model_files_sha256"]
 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -469,8 +589,6 @@ def prepare_model(
         + f"), init {init}, {'tied' if tied else 'untied'} head, {resolved_dtype}"
     )
 
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_output(out)
     log(f"saving to {out} ...")
     model.save_pretrained(out)
     for name in TOKENIZER_FILES:
@@ -499,7 +617,7 @@ def prepare_model(
         "files": {name: sha256_file(out / name) for name in written},
     }
     meta["seconds"] = round(time.perf_counter() - t_start, 2)
-    (out / METADATA).write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    atomic_write_json(out / METADATA, meta)
     log(f"wrote {out} in {meta['seconds']:.1f} s")
     return meta
 
@@ -574,8 +692,11 @@ def main(argv: list[str] | None = None) -> None:
             dtype=args.dtype,
             overwrite=args.overwrite,
         )
-    except PrepareError as e:
+    except ZhtwError as e:
         print(f"zhtw-pretrain prepare: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except OSError as e:
+        print(f"zhtw-pretrain prepare: {os_error_message(e, args.output)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 

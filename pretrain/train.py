@@ -18,19 +18,33 @@ Output directory (see README_TRAIN.md)::
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import math
 import os
 import platform
+import re
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from zhtw.common.errors import ZhtwError
+from zhtw.common.fsutil import atomic_write_json, check_disjoint, output_lock, show_path
 from zhtw.pretrain.memory import MemoryEstimate, estimate_memory, model_shape, render_estimate
-from zhtw.pretrain.train_config import ConfigError, TrainConfig, build_parser, load_config
+from zhtw.pretrain.prepare import (
+    ADAPTER_RECORD,
+    check_replaceable,
+    clear_output,
+    os_error_message,
+    output_entries,
+    prepared_identity,
+)
+from zhtw.pretrain.train_config import TrainConfig, build_parser, load_config
 
 __all__ = [
     "SUMMARY_FILE",
@@ -49,9 +63,20 @@ SUMMARY_FORMAT = "zhtw-train/1"
 ADAPTER_DIR = "adapter"
 TENSORBOARD_DIR = "tensorboard"
 LOSS_PLOT = "loss.png"
+COMMAND = "zhtw-pretrain train"
+# what a training run writes: an older run's directory (no ownership marker) holding only these may be replaced
+_LEGACY_OUTPUT = (
+    "checkpoint-*",
+    ADAPTER_DIR,
+    TENSORBOARD_DIR,
+    LOSS_PLOT,
+    SUMMARY_FILE,
+    f".{SUMMARY_FILE}*",
+    "runs",
+)
 
 
-class TrainError(RuntimeError):
+class TrainError(RuntimeError, ZhtwError):
     """Training cannot start or continue; the message says what to do."""
 
 
@@ -112,7 +137,188 @@ def check_tokenizer(model_path: str, tokenizer_path: str | None = None) -> dict[
             f"tokenizer mismatch: {sp} is not the tokenizer.model the prepared model in {model_path} was "
             f"initialised for (SHA-256 differs from zhtw_prepare.json). {rerun}"
         )
+    recorded = (meta.get("files") or {}).get("tokenizer.json")
+    fast = Path(tok_dir) / "tokenizer.json"
+    if recorded and fast.is_file() and sha256_file(fast) != recorded:
+        raise TokenizerMismatchError(
+            f"tokenizer mismatch: {fast} is not the tokenizer.json prepare copied beside the model in {model_path} "
+            f"(SHA-256 differs from zhtw_prepare.json; edited after prepare?). {rerun}"
+        )
     return meta
+
+
+def _weight_names(model_path: str) -> list[str]:
+    """Tensor names of the prepared model's safetensors (headers only, no weights read)."""
+    from safetensors import safe_open
+
+    names: list[str] = []
+    for path in sorted(Path(model_path).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt") as f:
+                names += list(f.keys())  # noqa: SIM118 (safe_open API)
+        except Exception as exc:  # safetensors raises its own error type for a damaged file
+            raise TrainError(
+                f"{show_path(path)} is not a readable safetensors file ({exc}); rerun `zhtw-pretrain prepare "
+                f"--output {model_path} --overwrite`."
+            ) from exc
+    return names
+
+
+def check_lora_targets(model_path: str, targets: list[str]) -> None:
+    """Refuse a LoRA target that names no linear layer of the model (peft would skip it or fail deep inside).
+
+    A target matches a module whose name is the target or ends in `.target`, as in peft; the message lists
+    the module names that exist.
+    """
+    names = _weight_names(model_path)  # also refuses a damaged safetensors file before any work
+    if any(t in ("all-linear", "all_linear") for t in targets):
+        return
+    linear = sorted({n.removesuffix(".weight") for n in names if re.search(r"\.layers\.\d+\.", n)})
+    short = sorted({n.rsplit(".", 1)[-1] for n in linear if not n.endswith("norm")})
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
+    if missing:
+        raise TrainError(
+            f"lora_target_modules {missing} match no layer of {model_path}; its linear layers are "
+            f"{', '.join(short)} (or use all-linear)."
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# output directory and checkpoints
+
+
+def _checkpoint_step(path: Path) -> int:
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def _checkpoint_problem(ckpt: Path) -> str | None:
+    """Why `ckpt` cannot be resumed (a missing, truncated or unreadable file), or None when it is complete."""
+    from safetensors import safe_open
+
+    for name in ("trainer_state.json", "adapter_config.json"):
+        try:
+            json.loads((ckpt / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return f"{name}: {exc}"
+    try:
+        with safe_open(str(ckpt / "adapter_model.safetensors"), "pt"):
+            pass
+    except Exception as exc:  # SafetensorError for a truncated file
+        return f"adapter_model.safetensors: {exc}"
+    for state in sorted(ckpt.glob("*.pt")) + sorted(ckpt.glob("*.pth")):
+        try:
+            with zipfile.ZipFile(state) as z:  # torch.save writes a zip archive with CRCs
+                bad = z.testzip()
+        except (OSError, zipfile.BadZipFile) as exc:
+            return f"{state.name}: {exc}"
+        if bad is not None:
+            return f"{state.name}: member {bad} fails its CRC"
+    return None
+
+
+def check_checkpoint(ckpt: Path, meta: dict[str, Any]) -> None:
+    """Refuse a checkpoint of another prepared model, or a damaged one (naming the latest complete one before it)."""
+    try:
+        trained_on = json.loads((ckpt / ADAPTER_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        trained_on = None  # a checkpoint from before the record (or a damaged record): nothing to compare
+    if isinstance(trained_on, dict) and trained_on.get("prepared_model_identity") != prepared_identity(meta):
+        raise TrainError(
+            f"checkpoint {show_path(ckpt)} was trained on the prepared model {trained_on.get('prepared_model')}, "
+            "not on this model_path (other weights or tokenizer); resume with the model_path it was trained on."
+        )
+    problem = _checkpoint_problem(ckpt)
+    if problem is None:
+        return
+    step = _checkpoint_step(ckpt)
+    earlier = sorted(
+        (c for c in ckpt.parent.glob("checkpoint-*") if c.is_dir() and -1 < _checkpoint_step(c) < step),
+        key=_checkpoint_step,
+        reverse=True,
+    )
+    good = next((c for c in earlier if _checkpoint_problem(c) is None), None)
+    fix = (
+        f"the previous complete checkpoint is {show_path(good)}: resume from it with "
+        f"--resume_from_checkpoint {show_path(good)}"
+        if good
+        else "no earlier complete checkpoint exists: start over with --overwrite"
+    )
+    raise TrainError(f"checkpoint {show_path(ckpt)} is damaged or incomplete ({problem}); {fix}.")
+
+
+def _describe_run(entries: list[Path]) -> str:
+    names = [e.name for e in entries]
+    checkpoints = sorted(
+        (n for n in names if n.startswith("checkpoint-")), key=lambda n: _checkpoint_step(Path(n))
+    )
+    if SUMMARY_FILE in names:
+        return f"a finished run ({SUMMARY_FILE}, {ADAPTER_DIR}/)"
+    if checkpoints:
+        return f"an unfinished run ({', '.join(checkpoints[-3:])})"
+    return f"other files ({', '.join(show_path(n) for n in names[:3])})"
+
+
+def check_train_output(out: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse an output_dir that holds an earlier run unless the run continues it (resume) or replaces it
+    (--overwrite, and only a directory zhtw-pretrain train wrote)."""
+    entries = output_entries(out)
+    if not entries:
+        return
+    if resume is not None and Path(resume).resolve().parent == out.resolve():
+        return  # continuing this run: its checkpoints, summary and adapter are meant to be updated
+    if not overwrite:
+        raise TrainError(
+            f"output_dir {show_path(out)} already holds {_describe_run(entries)}; continue it with "
+            "--resume_from_checkpoint last, replace it with --overwrite, or choose another output_dir."
+        )
+    check_replaceable(out, command=COMMAND, legacy=_LEGACY_OUTPUT)
+
+
+def _inputs(config: TrainConfig) -> list[str]:
+    """Paths the run reads: the prepared model, the tokenizer and the data (globs expanded)."""
+    paths = [config.model.model_path, *([config.model.tokenizer_path] if config.model.tokenizer_path else [])]
+    for given in config.data.data_files:
+        paths += glob.glob(given) if glob.has_magic(given) else [given]
+    return paths
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+_WRITE_FAILURES = ("No space left", "file write failed", "File too large", "FileTooLarge", "Disk quota")
+
+
+def _write_failure(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a failed write: torch and safetensors wrap ENOSPC in their own types."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return True
+        if any(s in str(seen) for s in _WRITE_FAILURES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _last_complete_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((c for c in out.glob("checkpoint-*") if c.is_dir()), key=_checkpoint_step, reverse=True)
+    return next((c for c in ckpts if _checkpoint_problem(c) is None), None)
+
+
+def _disk_full_error(out: Path, exc: BaseException) -> TrainError:
+    good = _last_complete_checkpoint(out)
+    resume = (
+        f"then continue from {show_path(good)} with --resume_from_checkpoint {show_path(good)}"
+        if good
+        else "then rerun with --overwrite (no complete checkpoint was saved)"
+    )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TrainError(
+        f"writing into {show_path(out)} failed: the disk is full or a size limit was hit ({first[:200]}); "
+        f"free space (or choose another output_dir), {resume}."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -311,7 +517,7 @@ def count_parameters(model: Any) -> tuple[int, int]:
 # trainer
 
 
-def _trainer_classes() -> tuple[type, type, type]:
+def _trainer_classes() -> tuple[type, type, type, Any]:
     """The Trainer subclass and callbacks (defined lazily so --help and --dry-run need no torch)."""
     import torch
     from transformers import Trainer, TrainerCallback
@@ -375,11 +581,22 @@ def _trainer_classes() -> tuple[type, type, type]:
                 control.should_training_stop = True
                 control.should_save = True
 
+    class RecordPreparedModelCallback(TrainerCallback):
+        """Write zhtw_adapter.json into every checkpoint, so an export of any checkpoint can check its base."""
+
+        def __init__(self, record: dict[str, Any]) -> None:
+            self.record = record
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and ckpt.is_dir():
+                atomic_write_json(ckpt / ADAPTER_RECORD, self.record)
+
     def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         ids = torch.tensor([r["input_ids"] for r in rows], dtype=torch.long)
         return {"input_ids": ids, "labels": ids}
 
-    return ZhtwTrainer, StopAtLossCallback, collate
+    return ZhtwTrainer, StopAtLossCallback, RecordPreparedModelCallback, collate
 
 
 @contextlib.contextmanager
@@ -436,8 +653,41 @@ def _report_to(requested: list[str] | str | None) -> list[str]:
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Run the training described by ``config``; return the summary written to training_summary.json."""
+    """Run the training described by ``config``; return the summary written to training_summary.json.
+
+    Everything that can be checked without training is checked first (tokenizer, LoRA targets, the
+    checkpoint to resume, the output directory), so a mistake costs seconds, not a run.
+    """
     import torch
+
+    args = config.training
+    out = Path(args.output_dir)
+    if config.data.streaming and args.max_steps <= 0:
+        raise TrainError(
+            "streaming: true has no dataset length to count epochs by; set max_steps (e.g. --max_steps 10000)."
+        )
+    meta = check_tokenizer(config.model.model_path, config.model.tokenizer_path)
+    check_lora_targets(config.model.model_path, config.lora.lora_target_modules)
+    check_disjoint(out, _inputs(config), what="output_dir")
+    resume = _resume_path(args.resume_from_checkpoint, args.output_dir)
+    if resume is not None:
+        check_checkpoint(Path(resume), meta)
+    check_train_output(out, resume, config.run.overwrite)
+    on_cpu = bool(args.use_cpu) or not torch.cuda.is_available()
+    lock = output_lock(out, command=COMMAND) if _is_main_process() else contextlib.nullcontext()
+    with lock:
+        if config.run.overwrite and _is_main_process():
+            clear_output(out, command=COMMAND)
+        try:
+            return _run(config, meta, resume, on_cpu)
+        except Exception as exc:
+            if _write_failure(exc):
+                raise _disk_full_error(out, exc) from exc
+            raise
+
+
+def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: bool) -> dict[str, Any]:
+    """Pack the data, build the model and train; save adapter, loss plot and summary (rank 0)."""
     from transformers import set_seed
 
     from zhtw.pretrain.data import build_packed_data
@@ -445,12 +695,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     started = time.time()
     args = config.training
     out = Path(args.output_dir)
-    on_cpu = bool(args.use_cpu) or not torch.cuda.is_available()
-    if config.data.streaming and args.max_steps <= 0:
-        raise TrainError(
-            "streaming: true has no dataset length to count epochs by; set max_steps (e.g. --max_steps 10000)."
-        )
-    meta = check_tokenizer(config.model.model_path, config.model.tokenizer_path)
     model_cfg = _model_config(config.model.model_path)
 
     # Trainer settings this pipeline relies on
@@ -474,8 +718,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             text_key=config.data.text_key,
             num_proc=config.data.tokenize_num_proc,
         )
-    if data.eval is None and args.eval_strategy != "no":
-        print("note: no held-out documents (eval_fraction=0); evaluation is off.", file=sys.stderr)
+    eval_note = None
+    if data.eval is None:
+        eval_note = no_eval_reason(data.stats, config)
+        if args.eval_strategy != "no":
+            print(f"note: no evaluation split: {eval_note}; evaluation is off.", file=sys.stderr)
         args.eval_strategy = "no"
         args.eval_on_start = False
 
@@ -487,8 +734,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     trainable, total = count_parameters(model)
     print(f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
 
-    ZhtwTrainer, StopAtLoss, collate = _trainer_classes()
-    callbacks = [StopAtLoss(config.run.stop_at_loss)] if config.run.stop_at_loss is not None else []
+    record = _adapter_record(config, meta)
+    ZhtwTrainer, StopAtLoss, RecordCallback, collate = _trainer_classes()
+    callbacks = [RecordCallback(record)]
+    if config.run.stop_at_loss is not None:
+        callbacks.append(StopAtLoss(config.run.stop_at_loss))
     tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR") or str(out / TENSORBOARD_DIR)
     with _env("TENSORBOARD_LOGGING_DIR", tb_dir):  # TensorBoardCallback's documented setting, read at init
         trainer = ZhtwTrainer(
@@ -501,7 +751,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
             loss_chunk_tokens=config.model.loss_chunk_tokens,
             fused_loss=config.model.use_fused_loss,
         )
-    resume = _resume_path(args.resume_from_checkpoint, args.output_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if data.eval is not None else {}
     if trainer.args.world_size > 1:  # data parallel ranks must end with identical weights
@@ -510,6 +759,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if trainer.is_world_process_zero():
         trainer.save_model(str(out / ADAPTER_DIR))
+        atomic_write_json(out / ADAPTER_DIR / ADAPTER_RECORD, record)
         summary = _summary(
             config,
             meta,
@@ -523,13 +773,44 @@ def train(config: TrainConfig) -> dict[str, Any]:
             total,
             started,
         )
+        summary["prepared_model_identity"] = record["prepared_model_identity"]
+        summary["evaluation_note"] = eval_note
         _plot_losses(trainer.state.log_history, out / LOSS_PLOT)
-        tmp = out / f".{SUMMARY_FILE}.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-        os.replace(tmp, out / SUMMARY_FILE)
+        atomic_write_json(out / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
         print(f"wrote {out / ADAPTER_DIR}, {out / LOSS_PLOT} and {out / SUMMARY_FILE}", flush=True)
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def no_eval_reason(stats: dict[str, Any], config: TrainConfig) -> str:
+    """Why the run has no evaluation split, in the numbers of this data (not the requested fraction)."""
+    d = config.data
+    n_docs, held = int(stats.get("documents", 0)), int(stats.get("documents_eval", 0))
+    if held == 0:
+        if d.eval_fraction <= 0:
+            return "eval_fraction is 0"
+        if d.eval_max_docs == 0:
+            return "eval_max_docs is 0"
+        if n_docs < 2:
+            return (
+                f"the data holds {n_docs} document, so none can be held out (eval_fraction {d.eval_fraction} "
+                "needs at least 2 documents; 0 of 1 were held out)"
+            )
+        return f"no document was held out of {n_docs}"
+    return (
+        f"the {held} held-out document(s) give {stats.get('tokens_eval')} tokens, fewer than one block of "
+        f"{d.block_size}; raise eval_fraction / eval_max_docs or lower block_size"
+    )
+
+
+def _adapter_record(config: TrainConfig, meta: dict[str, Any]) -> dict[str, Any]:
+    """zhtw_adapter.json: the prepared model this adapter trains on, which the export compares before merging."""
+    return {
+        "format": "zhtw-adapter/1",
+        "prepared_model": show_path(Path(config.model.model_path).resolve()),
+        "prepared_model_identity": prepared_identity(meta),
+        "tokenizer_sha256": meta.get("tokenizer_sha256"),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -673,23 +954,20 @@ def main(argv: list[str] | None = None) -> None:
         build_parser().print_help()
         raise SystemExit(0)
     argv = ["--dry_run" if a == "--dry-run" else a for a in argv]
+    output = "output_dir"
     try:
         config = load_config(argv)
+        output = config.training.output_dir
         if config.run.dry_run:
             print(dry_run(config))
             return
         train(config)
-    except (ConfigError, TrainError) as exc:
+    except ZhtwError as exc:
         print(f"zhtw-pretrain train: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
-    except Exception as exc:
-        from zhtw.pretrain.data import DataError
-        from zhtw.pretrain.prepare import PrepareError
-
-        if not isinstance(exc, (DataError, PrepareError)):
-            raise
-        print(f"zhtw-pretrain train: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"zhtw-pretrain train: error: {os_error_message(exc, output)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

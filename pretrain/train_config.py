@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+
+from zhtw.common.errors import ZhtwError
 
 __all__ = [
     "ConfigError",
@@ -33,7 +38,7 @@ TRAINABLE_EMBEDDINGS = ("new_rows", "full", "none")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, ZhtwError):
     """The YAML file or the command line holds an unknown key or an invalid value."""
 
 
@@ -146,6 +151,11 @@ class RunArguments:
         default=False,
     )
     gpu_memory_gb: float = _help("GPU memory to compare the --dry-run estimate against", default=24.0)
+    overwrite: bool = _help(
+        "replace an output_dir that holds an earlier run (only one written by zhtw-pretrain train); "
+        "to continue a run instead, use resume_from_checkpoint",
+        default=False,
+    )
     allow_cpu_4bit: bool = _help(
         "on CPU, train the NF4 base with bitsandbytes (slow, checked correct) instead of falling back to "
         "full precision",
@@ -219,6 +229,96 @@ def _have_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
+def _read_yaml(path: Path) -> Any:
+    """The parsed YAML file; `ConfigError` naming the file, line and column of a syntax error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8."
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}.") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{path}{where}: YAML syntax error ({problem}); write one `key: value` per line, lists as [a, b]."
+        ) from exc
+
+
+_KINDS = {float: "a number", int: "an integer", bool: "true or false"}
+
+
+def _scalar_type(hint: Any) -> type | None:
+    """float, int or bool when a field holds one of them (or None), else None (left to the dataclass)."""
+    if hint in _KINDS:
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1 and args[0] in _KINDS:
+            return args[0]
+    return None
+
+
+def _field_types() -> dict[str, type]:
+    hints: dict[str, type] = {}
+    for cls in DATACLASSES:
+        for name, hint in typing.get_type_hints(cls).items():
+            kind = _scalar_type(hint)
+            if kind is not None:
+                hints[name] = kind
+    return hints
+
+
+def _convert(value: Any, kind: type) -> Any:
+    """`value` as `kind`, or raise ValueError; strings such as "5e-5" (YAML reads them as text) are numbers."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, str) else ""
+        if text not in ("true", "false", "yes", "no", "1", "0"):
+            raise ValueError
+        return text in ("true", "yes", "1")
+    if isinstance(value, bool):  # YAML's `yes` for a number is a mistake, not 1
+        raise ValueError
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return int(value.strip()) if isinstance(value, str) else int(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError
+    return number
+
+
+_LIST_FIELDS = ("data_files", "lora_target_modules")
+
+
+def _typed(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check and convert every number and flag by its field's type (HfArgumentParser.parse_dict does not);
+    a single string where a list is expected (`data_files: build/corpus`) becomes a one-item list."""
+    kinds = _field_types()
+    out = dict(values)
+    for key, value in values.items():
+        if key in _LIST_FIELDS and isinstance(value, str):
+            out[key] = [value]
+            continue
+        if key in _LIST_FIELDS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"{key} must be a list of strings (e.g. [a, b]), got {value!r}{where}.")
+        kind = kinds.get(key)
+        if kind is None or value is None:
+            continue
+        try:
+            out[key] = _convert(value, kind)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be {_KINDS[kind]}, got {value!r}{where}.") from None
+    return out
+
+
 def load_config(argv: list[str]) -> TrainConfig:
     """Parse ``[CONFIG.yaml] [--key value ...]`` into a validated TrainConfig (command line wins)."""
     argv = list(argv)
@@ -231,18 +331,18 @@ def load_config(argv: list[str]) -> TrainConfig:
             raise ConfigError(
                 f"config file {source} not found; pass a YAML file such as configs/tiny-cpu.yaml."
             )
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = _read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{source} must hold a mapping of option: value, got {type(loaded).__name__}.")
         values.update(loaded)
-    unknown = sorted(set(values) - _all_keys())
+    unknown = sorted(str(k) for k in set(values) - _all_keys())
     if unknown:
         raise ConfigError(
             f"unknown key(s) {unknown} in {source}; `zhtw-pretrain train --help` lists every option "
             "(YAML keys are the option names without the leading --)."
         )
     parser = build_parser()
-    values.update(_cli_overrides(argv))
+    values = _typed(values, f" in {source}") | _typed(_cli_overrides(argv), " on the command line")
     if values.get("dry_run") and not _have_accelerator():
         # a dry run only estimates: let a GPU recipe (bf16/fp16) parse on a machine without a GPU
         values["bf16"] = values["fp16"] = False
@@ -253,6 +353,46 @@ def load_config(argv: list[str]) -> TrainConfig:
     config = TrainConfig(*parts, source=source)
     validate(config)
     return config
+
+
+def _training_checks(t: TrainingArguments, run: RunArguments) -> list[tuple[bool, str]]:
+    """Range checks of the TrainingArguments this pipeline relies on (transformers accepts these silently)."""
+    return [
+        (t.learning_rate > 0, f"learning_rate must be a positive number (e.g. 5e-5), got {t.learning_rate}."),
+        (
+            t.per_device_train_batch_size >= 1,
+            f"per_device_train_batch_size must be at least 1, got {t.per_device_train_batch_size}.",
+        ),
+        (
+            t.per_device_eval_batch_size >= 1,
+            f"per_device_eval_batch_size must be at least 1, got {t.per_device_eval_batch_size}.",
+        ),
+        (
+            t.gradient_accumulation_steps >= 1,
+            f"gradient_accumulation_steps must be at least 1, got {t.gradient_accumulation_steps}.",
+        ),
+        (
+            t.max_steps != 0 and t.max_steps >= -1,
+            f"max_steps: {t.max_steps} trains nothing; set a positive number of steps, or -1 (the default) to "
+            "train for num_train_epochs.",
+        ),
+        (
+            t.max_steps > 0 or t.num_train_epochs > 0,
+            f"num_train_epochs must be positive when max_steps is -1, got {t.num_train_epochs}.",
+        ),
+        (t.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {t.warmup_steps}."),
+        (t.save_steps > 0, f"save_steps must be positive, got {t.save_steps}."),
+        (t.logging_steps > 0, f"logging_steps must be positive, got {t.logging_steps}."),
+        (
+            not (run.overwrite and _resuming(t.resume_from_checkpoint)),
+            "overwrite and resume_from_checkpoint contradict each other: --overwrite deletes the checkpoints a "
+            "resume would continue from; pass one of them.",
+        ),
+    ]
+
+
+def _resuming(resume: str | None) -> bool:
+    return bool(resume) and str(resume).lower() not in ("false", "no", "none", "auto")
 
 
 def validate(config: TrainConfig) -> None:
@@ -284,6 +424,10 @@ def validate(config: TrainConfig) -> None:
         (0.0 < s2.s2attn_ratio <= 1.0, "s2attn_ratio must be in (0, 1]; LongLoRA uses 0.25."),
         (s2.s2attn_variant in ("noleak", "roll"), "s2attn_variant must be 'noleak' or 'roll'."),
         (bool(t.output_dir), "output_dir is required: where checkpoints, the adapter and the summary go."),
+        (lora.lora_alpha > 0, "lora_alpha must be positive."),
+        (d.tokenize_num_proc >= 1, "tokenize_num_proc must be at least 1."),
+        (d.eval_max_docs is None or d.eval_max_docs >= 0, "eval_max_docs must be 0 or more (or null)."),
+        *_training_checks(t, config.run),
     ]
     if not config.run.dry_run:
         checks.append(
