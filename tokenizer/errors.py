@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from zhtw.common.errors import ZhtwError
 
-class TokenizerStageError(Exception):
+
+class TokenizerStageError(ZhtwError):
     """Base class: anything `zhtw-tok` refuses or cannot do, with the fix in the message."""
+
+
+class UsageError(TokenizerStageError):
+    """A command-line value is out of range or inconsistent (the CLI exits with status 2)."""
 
 
 class UnsupportedBaseError(TokenizerStageError):
     """The base tokenizer is not a SentencePiece BPE model with byte fallback."""
+
+
+class CorruptModelError(UnsupportedBaseError):
+    """A tokenizer.model parses (or not) but is damaged: invalid pieces, scores or special ids."""
 
 
 class CorpusTooSmallError(TokenizerStageError):
@@ -17,6 +27,10 @@ class CorpusTooSmallError(TokenizerStageError):
 
 class OutputExistsError(TokenizerStageError):
     """The output directory holds a different build; refusing to overwrite it silently."""
+
+
+class MetadataError(TokenizerStageError):
+    """zhtw_tokenizer.json is missing, empty, not JSON or not in the expected format."""
 
 
 class VerificationError(TokenizerStageError):

@@ -7,7 +7,7 @@ lacks) were never used. Encoding uses sentencepiece, which `zhtw-tok verify` sho
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
+from zhtw.common.errors import OutputError
+from zhtw.common.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, show_path
 from zhtw.tokenizer.charclass import count_han
-from zhtw.tokenizer.spmodel import BYTE, find_model_file, load_proto
+from zhtw.tokenizer.errors import TokenizerStageError
+from zhtw.tokenizer.spmodel import BYTE, check_loads, check_pieces, find_model_file, load_proto
 from zhtw.tokenizer.textfiles import read_texts
 
 
@@ -33,13 +36,16 @@ class Named:
 
 
 def load_named(path: str | Path, name: str | None = None) -> Named:
+    """A tokenizer to measure; a damaged model file is refused by name before any text is read."""
     model = find_model_file(path)
     proto = load_proto(model)
+    check_pieces(proto, show_path(model))
+    check_loads(proto, show_path(model))
     label = name or (Path(path).name if Path(path).is_dir() else model.parent.name)
     return Named(
         name=label,
         model_path=model,
-        sp=spm.SentencePieceProcessor(model_file=str(model)),
+        sp=spm.SentencePieceProcessor(model_proto=proto.SerializeToString()),
         pieces=[p.piece for p in proto.pieces],
         is_byte=np.array([p.type == BYTE for p in proto.pieces], dtype=bool),
     )
@@ -63,6 +69,23 @@ def _unique_names(tokenizers: Sequence[Named]) -> None:
             seen[t.name] = 1
 
 
+def text_file_documents(path: str, text_key: str) -> list[str]:
+    """The documents of one text file; one with nothing to measure is refused (a 0.000 row would mislead)."""
+    try:
+        texts = [t for t in read_texts(path, text_key) if t]
+    except UnicodeDecodeError as e:
+        raise TokenizerStageError(
+            f"--text {show_path(path)} is not UTF-8 text ({e.reason}); convert it first."
+        ) from e
+    if not texts:
+        raise TokenizerStageError(
+            f"--text {show_path(path)} holds no text to measure (empty, unreadable or no {text_key!r} "
+            "field); "
+            "give a file with documents or drop it."
+        )
+    return texts
+
+
 def evaluate(
     tokenizer_paths: Sequence[str], text_paths: Sequence[str], *, text_key: str = "text", num_threads: int = 0
 ) -> dict[str, Any]:
@@ -74,7 +97,7 @@ def evaluate(
     used_anywhere = {t.name: np.zeros(len(t.pieces), dtype=bool) for t in toks}
     rows = []
     for path in text_paths:
-        texts = read_texts(path, text_key)
+        texts = text_file_documents(path, text_key)
         chars = sum(len(x) for x in texts)
         han = sum(count_han(x) for x in texts)
         for t in toks:
@@ -89,7 +112,7 @@ def evaluate(
             rows.append(
                 {
                     "file": _label(path),
-                    "path": str(path),
+                    "path": show_path(path),
                     "tokenizer": t.name,
                     "vocab_size": len(t.pieces),
                     "documents": len(texts),
@@ -105,7 +128,7 @@ def evaluate(
             )
     summary = {
         t.name: {
-            "path": str(t.model_path),
+            "path": show_path(t.model_path),
             "vocab_size": len(t.pieces),
             "new_pieces": int(len(new_ids[t.name])),
             "new_pieces_unused_in_all_files": int((~used_anywhere[t.name][new_ids[t.name]]).sum()),
@@ -132,6 +155,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def bar_chart(result: dict[str, Any], path: Path) -> None:
+    """Grouped bars of characters per token, one group per file (written atomically)."""
+    buf = io.BytesIO()
+    _draw(result, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _draw(result: dict[str, Any], out: io.BytesIO) -> None:
     """Grouped bars of characters per token, one group per file."""
     import matplotlib
 
@@ -150,16 +180,21 @@ def bar_chart(result: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("characters per token (higher is better)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(out, dpi=120, format="png")
     plt.close(fig)
 
 
 def write_report(result: dict[str, Any], output: str | Path) -> dict[str, Path]:
-    """eval.json, eval.md and eval.png in `output`."""
+    """eval.json, eval.md and eval.png in `output` (only these three names are written, each atomically)."""
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--output {show_path(out)} exists and is not a directory; choose another path.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output directory {show_path(out)}: {e.strerror}.") from e
     paths = {"json": out / "eval.json", "markdown": out / "eval.md", "png": out / "eval.png"}
-    paths["json"].write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(markdown(result), encoding="utf-8")
+    atomic_write_json(paths["json"], result)
+    atomic_write_text(paths["markdown"], markdown(result))
     bar_chart(result, paths["png"])
     return paths

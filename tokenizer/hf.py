@@ -19,16 +19,17 @@ What we promise for leading spaces and runs of spaces (tested, checked by `zhtw-
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, processors
 from tokenizers.models import BPE
 
+from zhtw.common.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from zhtw.tokenizer.spmodel import CONTROL, NORMAL, UNKNOWN, ModelProto, SpecialTokens
 
 TOKENIZER_CLASS = "TokenizersBackend"
+HF_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def bpe_merges(proto: ModelProto) -> list[tuple[str, str]]:
@@ -132,13 +133,10 @@ def special_tokens_map(special: SpecialTokens) -> dict[str, str]:
 
 
 def write_hf_files(directory: Path, proto: ModelProto, special: SpecialTokens) -> list[str]:
-    """Write tokenizer.model, tokenizer.json, tokenizer_config.json and special_tokens_map.json."""
+    """Write tokenizer.model, tokenizer.json, tokenizer_config.json, special_tokens_map.json (atomically)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "tokenizer.model").write_bytes(proto.SerializeToString())
-    build_fast_tokenizer(proto, special).save(str(directory / "tokenizer.json"))
-    for name, obj in (
-        ("tokenizer_config.json", tokenizer_config(proto, special)),
-        ("special_tokens_map.json", special_tokens_map(special)),
-    ):
-        (directory / name).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+    atomic_write_bytes(directory / "tokenizer.model", proto.SerializeToString())
+    atomic_write_text(directory / "tokenizer.json", build_fast_tokenizer(proto, special).to_str(pretty=True))
+    atomic_write_json(directory / "tokenizer_config.json", tokenizer_config(proto, special))
+    atomic_write_json(directory / "special_tokens_map.json", special_tokens_map(special))
+    return list(HF_FILES)

@@ -7,15 +7,20 @@ without changing how the base pieces combine.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as pb
 
-from zhtw.tokenizer.errors import UnsupportedBaseError
+from zhtw.common.fsutil import files_intact as files_intact  # re-exported: other modules import it from here
+from zhtw.common.fsutil import sha256_file as sha256_file
+from zhtw.common.fsutil import show_path
+from zhtw.tokenizer.errors import CorruptModelError, UnsupportedBaseError
 
 ModelProto = pb.ModelProto
 Piece = pb.ModelProto.SentencePiece
@@ -34,32 +39,50 @@ SUPPORTED = (
 )
 
 _MODEL_TYPE_NAMES = {v: k for k, v in pb.TrainerSpec.ModelType.items()}
+_KNOWN_TYPES = frozenset(Piece.Type.values())
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+MAX_MODEL_BYTES = 256 << 20  # far above any SentencePiece model (Llama-2's is 0.5 MB); refuse before reading
+PROBE_TEXT = "Hello world, 3.14 x  y\tz\n臺灣的首都是臺北市。「你好」🙂 é ½"
+BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 
 
-def files_intact(directory: Path, digests: dict[str, str]) -> bool:
-    """Whether every file recorded in `digests` (name -> SHA-256) is in `directory` with that digest."""
-    return all((directory / n).is_file() and sha256_file(directory / n) == d for n, d in digests.items())
+def read_model_bytes(path: str | Path) -> bytes:
+    """The bytes of a model file; a missing, unreadable, special or oversized file is refused by name."""
+    shown = show_path(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UnsupportedBaseError(f"cannot read {shown}: {e.strerror}. Supported: {SUPPORTED}.") from e
+    if not Path(path).is_file():
+        raise UnsupportedBaseError(
+            f"{shown} is not a regular file; give a tokenizer.model file. Supported: {SUPPORTED}."
+        )
+    if st.st_size > MAX_MODEL_BYTES:
+        raise UnsupportedBaseError(
+            f"{shown} has {st.st_size:,} bytes, far more than any SentencePiece model; "
+            "give the tokenizer.model file."
+        )
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UnsupportedBaseError(f"cannot read {shown}: {e.strerror}.") from e
 
 
 def load_proto(path: str | Path) -> ModelProto:
     """Parse a SentencePiece model file; refuse anything that is not one."""
-    data = Path(path).read_bytes()
+    data = read_model_bytes(path)
     proto = ModelProto()
     try:
         proto.ParseFromString(data)
     except Exception as e:  # protobuf raises DecodeError, which is not exported consistently
-        raise UnsupportedBaseError(f"{path} is not a SentencePiece model ({e}). Supported: {SUPPORTED}.") from e
+        raise UnsupportedBaseError(
+            f"{show_path(path)} is not a SentencePiece model ({e}). Supported: {SUPPORTED}."
+        ) from e
     if not proto.pieces:
-        raise UnsupportedBaseError(f"{path} holds no SentencePiece pieces. Supported: {SUPPORTED}.")
+        raise UnsupportedBaseError(
+            f"{show_path(path)} holds no SentencePiece pieces. Supported: {SUPPORTED}."
+        )
     return proto
 
 
@@ -103,8 +126,8 @@ class BaseTokenizer:
     def identity(self) -> dict[str, Any]:
         """What later stages and reruns use to recognise this base."""
         return {
-            "source": self.source,
-            "model_path": str(self.model_path),
+            "source": show_path(self.source),
+            "model_path": show_path(self.model_path),
             "sha256": self.sha256,
             "vocab_size": self.size,
             "model_type": _MODEL_TYPE_NAMES.get(self.proto.trainer_spec.model_type, "?"),
@@ -127,10 +150,15 @@ def find_model_file(base: str | Path) -> Path:
             return model
         what = "a tokenizer.json only" if (path / "tokenizer.json").is_file() else "no tokenizer.model"
         raise UnsupportedBaseError(
-            f"{base} holds {what}; zhtw-tok needs the SentencePiece tokenizer.model. Supported: {SUPPORTED}. "
-            "Byte-level BPE tokenizers (Llama-3, GPT-2 style) cannot be extended by this tool."
+            f"{show_path(base)} holds {what}; zhtw-tok needs the SentencePiece tokenizer.model. Supported: "
+            f"{SUPPORTED}. Byte-level BPE tokenizers (Llama-3, GPT-2 style) cannot be extended by this tool."
         )
-    raise UnsupportedBaseError(f"base tokenizer {base} does not exist: give a tokenizer.model file or a directory with one.")
+    if path.exists():
+        raise UnsupportedBaseError(f"base tokenizer {show_path(base)} is not a regular file or a directory.")
+    raise UnsupportedBaseError(
+        f"base tokenizer {show_path(base)} does not exist: give a tokenizer.model file or a directory "
+        "with one."
+    )
 
 
 def check_supported(proto: ModelProto, where: str) -> None:
@@ -148,14 +176,104 @@ def check_supported(proto: ModelProto, where: str) -> None:
             f"{where} has no byte fallback (byte_fallback={spec.byte_fallback}, {n_bytes} byte pieces). "
             f"Supported: {SUPPORTED}. Without byte fallback unknown characters become <unk> and cannot round-trip."
         )
-    user = [p.piece for p in proto.pieces if p.type == USER_DEFINED]
+    user = [i for i, p in enumerate(proto.pieces) if p.type == USER_DEFINED]
     if user:
         raise UnsupportedBaseError(
-            f"{where} has {len(user)} user-defined pieces (e.g. {user[:3]}); they are matched before BPE and are "
-            f"not supported. Supported: {SUPPORTED}."
+            f"{where} has {len(user)} user-defined pieces (ids {user[:3]}); they are matched before BPE "
+            f"and are not supported. Supported: {SUPPORTED}."
         )
     if any(p.type == UNUSED for p in proto.pieces):
         raise UnsupportedBaseError(f"{where} has UNUSED pieces, which are not supported. Supported: {SUPPORTED}.")
+
+
+def _corrupt(where: str, what: str) -> CorruptModelError:
+    return CorruptModelError(
+        f"{where} is damaged: {what}. Replace it with an intact copy of the tokenizer.model "
+        "(compare its checksum)."
+    )
+
+
+def _piece_strings(proto: ModelProto, where: str) -> list[str]:
+    """Every piece as text; a piece whose bytes are not UTF-8 is corruption, not a tokenizer."""
+    out = []
+    for i, p in enumerate(proto.pieces):
+        try:
+            piece = p.piece
+        except UnicodeDecodeError as e:
+            raise _corrupt(where, f"piece id {i} is not valid UTF-8 ({e.reason})") from e
+        if not isinstance(piece, str):  # protobuf returns bytes for a proto2 string that is not UTF-8
+            raise _corrupt(where, f"piece id {i} ({piece!r}) is not valid UTF-8")
+        out.append(piece)
+    return out
+
+
+def check_settings_text(proto: ModelProto, where: str) -> None:
+    """Every text setting (trainer, normalizer) is valid UTF-8: they are recorded in the metadata."""
+    for spec in (proto.trainer_spec, proto.normalizer_spec, proto.denormalizer_spec):
+        for fd, value in spec.ListFields():
+            if fd.type != fd.TYPE_STRING:
+                continue
+            for v in [value] if isinstance(value, (str, bytes)) else value:
+                if not isinstance(v, str):
+                    name = f"{spec.DESCRIPTOR.name}.{fd.name}"
+                    raise _corrupt(where, f"setting {name} ({v[:40]!r}) is not valid UTF-8")
+
+
+def check_pieces(proto: ModelProto, where: str) -> None:
+    """Pieces non-empty and unique, scores finite, the 256 byte pieces exactly <0x00>..<0xFF>."""
+    pieces = _piece_strings(proto, where)
+    seen: dict[str, int] = {}
+    for i, (s, p) in enumerate(zip(pieces, proto.pieces)):
+        if not s:
+            raise _corrupt(where, f"piece id {i} is empty")
+        if s in seen:
+            raise _corrupt(where, f"piece {s!r} occurs at ids {seen[s]} and {i}")
+        seen[s] = i
+        if not math.isfinite(p.score):
+            raise _corrupt(where, f"piece id {i} ({s!r}) has score {p.score}")
+        if p.type not in _KNOWN_TYPES:
+            raise _corrupt(where, f"piece id {i} ({s!r}) has unknown type {p.type}")
+    byte_pieces = [s for s, p in zip(pieces, proto.pieces) if p.type == BYTE]
+    if byte_pieces and byte_pieces != BYTE_PIECES:  # none at all: `check_supported` says "no byte fallback"
+        wrong = (s for s, want in zip(byte_pieces, BYTE_PIECES) if s != want)
+        bad = next(wrong, f"{len(byte_pieces)} of them")
+        raise _corrupt(where, f"the byte pieces are not <0x00>..<0xFF> in order (found {bad!r})")
+
+
+def check_special_ids(proto: ModelProto, where: str) -> None:
+    """One <unk> at unk_id; bos/eos/pad absent (-1) or distinct CONTROL pieces."""
+    spec = proto.trainer_spec
+    n = len(proto.pieces)
+    unknown = [i for i, p in enumerate(proto.pieces) if p.type == UNKNOWN]
+    if unknown != [spec.unk_id]:
+        raise _corrupt(where, f"unk_id is {spec.unk_id} but the UNKNOWN pieces are at ids {unknown}")
+    used = {spec.unk_id}
+    for key in ("bos_id", "eos_id", "pad_id"):
+        i = getattr(spec, key)
+        if i == -1:
+            continue
+        if not 0 <= i < n or proto.pieces[i].type != CONTROL or i in used:
+            raise _corrupt(where, f"{key} {i} is not a distinct control piece among {n:,} pieces")
+        used.add(i)
+
+
+def expected_roundtrip(text: str, sp: spm.SentencePieceProcessor, add_dummy_prefix: bool) -> str:
+    """`text` after the model's own normalizer (identity for Llama-2), as decode should give it back."""
+    norm = sp.normalize(text).replace("▁", " ")
+    return norm[1:] if add_dummy_prefix and norm.startswith(" ") and text else norm
+
+
+def check_loads(proto: ModelProto, where: str) -> None:
+    """sentencepiece itself loads the model and round-trips a probe text through byte fallback."""
+    try:
+        sp = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+        ids = sp.encode(PROBE_TEXT)
+        decoded = sp.decode(ids)
+        want = expected_roundtrip(PROBE_TEXT, sp, proto.normalizer_spec.add_dummy_prefix)
+    except Exception as e:  # sentencepiece raises RuntimeError, UnicodeDecodeError, ... on damaged models
+        raise _corrupt(where, f"sentencepiece cannot use it ({type(e).__name__}: {str(e)[:200]})") from e
+    if decoded != want:
+        raise _corrupt(where, f"sentencepiece decodes a probe text as {decoded!r}, not {want!r}")
 
 
 def min_score(proto: ModelProto) -> float:
@@ -196,14 +314,25 @@ def _special_from_proto(proto: ModelProto) -> SpecialTokens:
     return SpecialTokens(unk=piece(spec.unk_id), bos=piece(spec.bos_id), eos=piece(spec.eos_id), pad=piece(spec.pad_id))
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """A Hugging Face JSON config as a dict ({} when absent); a damaged one is refused by name."""
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UnsupportedBaseError(f"cannot read {show_path(path)}: {e}; fix or remove that file.") from e
+    if not isinstance(config, dict):
+        raise UnsupportedBaseError(f"{show_path(path)} is not a JSON object; fix or remove that file.")
+    return config
+
+
 def _special_from_hf(directory: Path, proto: ModelProto) -> SpecialTokens:
     """Special tokens from a Hugging Face directory's config files, falling back to the proto."""
     special = _special_from_proto(proto)
     config: dict[str, Any] = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        f = directory / name
-        if f.is_file():
-            config.update(json.loads(f.read_text(encoding="utf-8")))
+        config.update(_read_config(directory / name))
     if not config:
         return special
     for attr in ("unk", "bos", "eos", "pad"):
@@ -220,19 +349,29 @@ def _special_from_hf(directory: Path, proto: ModelProto) -> SpecialTokens:
         tok = getattr(special, attr)
         if tok is not None and tok not in vocab:
             raise UnsupportedBaseError(
-                f"{directory}: {attr}_token {tok!r} is not a piece of tokenizer.model; extra special tokens outside "
-                f"the SentencePiece model are not supported. Supported: {SUPPORTED}."
+                f"{show_path(directory)}: {attr}_token {tok!r} is not a piece of tokenizer.model; extra "
+                f"special tokens outside the SentencePiece model are not supported. Supported: {SUPPORTED}."
             )
     return special
 
 
 def load_base(base: str | Path) -> BaseTokenizer:
-    """Find, parse and check a base tokenizer; raise `UnsupportedBaseError` saying what is supported."""
+    """Find, parse and fully check a base tokenizer; raise `UnsupportedBaseError` saying what is supported.
+
+    Everything the merge relies on is checked here, before any training, so that a damaged file
+    (one flipped byte) is refused by name instead of failing after minutes of work.
+    """
     model_path = find_model_file(base)
     proto = load_proto(model_path)
-    check_supported(proto, str(base))
+    where = show_path(model_path)
+    check_pieces(proto, where)
+    check_settings_text(proto, where)
+    check_supported(proto, where)
+    check_special_ids(proto, where)
+    check_loads(proto, where)
     directory = Path(base).expanduser()
     special = _special_from_hf(directory, proto) if directory.is_dir() else _special_from_proto(proto)
     return BaseTokenizer(
-        source=str(base), model_path=model_path.resolve(), proto=proto, sha256=sha256_file(model_path), special=special
+        source=str(base), model_path=model_path.resolve(), proto=proto, sha256=sha256_file(model_path),
+        special=special,
     )

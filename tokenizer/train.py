@@ -29,6 +29,7 @@ from zhtw.tokenizer.spmodel import ModelProto
 Log = Callable[[str], None]
 
 MAX_LINE_BYTES = 8192
+RESERVED_PIECES = 3 + 256  # <unk>, <s>, </s> and the 256 byte-fallback pieces of every trained model
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;])")
 
 
@@ -86,6 +87,15 @@ def split_lines(text: str, max_bytes: int = MAX_LINE_BYTES) -> Iterator[str]:
             yield buf
 
 
+def _describe(stats: TextStats) -> str:
+    """What was read, for an error message: files, documents, empty ones and unreadable units by reason."""
+    parts = [f"{stats.files:,} files", f"{stats.documents:,} documents", f"{stats.empty:,} empty"]
+    if stats.issues:
+        by_reason = ", ".join(f"{n:,} {reason}" for reason, n in stats.issues.most_common())
+        parts.append(f"unreadable: {by_reason}")
+    return "; ".join(parts)
+
+
 def sample_corpus(
     paths: list[str],
     workdir: Path,
@@ -100,14 +110,18 @@ def sample_corpus(
     """Measure the corpus, then draw a deterministic training sample (lines in a file) and held-back docs."""
     t0 = time.perf_counter()
     total_bytes, total_docs = 0, 0
+    measured = TextStats()
     with _progress(None, "measuring corpus", progress) as bar:
-        for text in iter_texts(paths, text_key):
+        for text in iter_texts(paths, text_key, stats=measured):
             n = len(text.encode("utf-8"))
             total_bytes += n
             total_docs += 1
             bar.update(n)
     if total_docs == 0:
-        raise CorpusTooSmallError(f"no text found in {paths} (text key {text_key!r}); check --corpus and --text-key.")
+        raise CorpusTooSmallError(
+            f"no text found in the corpus ({_describe(measured)}, text key {text_key!r}); "
+            "check --corpus and --text-key."
+        )
     heldout_cap = int(heldout_mb * 1e6)
     heldout_share = min(0.2, heldout_cap / total_bytes) if total_docs > 1 else 0.0
     train_rate = min(1.0, sample_mb * 1e6 / max(1.0, total_bytes * (1.0 - heldout_share)))
@@ -136,7 +150,9 @@ def sample_corpus(
                     out.write(line + "\n")
                     train_lines += 1
     if train_lines == 0:
-        raise CorpusTooSmallError(f"the training sample of {paths} is empty; give more text or raise --sample-mb.")
+        raise CorpusTooSmallError(
+            f"the training sample is empty ({_describe(stats)}); give more text or raise --sample-mb."
+        )
     sample = CorpusSample(
         train_path=train_path,
         heldout=heldout,
@@ -164,6 +180,19 @@ def sample_corpus(
         f"({heldout_bytes / 1e6:.2f} MB)"
     )
     return sample
+
+
+def training_request(required_chars: int, n_new: int, candidate_factor: float) -> int:
+    """SentencePiece's vocab_size for `n_new` new pieces: the characters, the factor's merges and a margin.
+
+    SentencePiece also spends `RESERVED_PIECES` slots on meta and byte pieces and refuses a size below
+    characters + those. A request it accepts is kept as it always was (results stay reproducible); a
+    smaller one (a small addition) gets the reserved slots on top, so the merges still fit.
+    """
+    request = required_chars + int(n_new * candidate_factor) + 100
+    if request > required_chars + RESERVED_PIECES:
+        return request
+    return request + RESERVED_PIECES
 
 
 @dataclass
@@ -214,7 +243,7 @@ def train_candidates(
     except RuntimeError as e:
         raise CorpusTooSmallError(
             f"SentencePiece could not train {settings.vocab_size:,} pieces on this sample: {e}. Give more text "
-            "(--corpus, --sample-mb) or ask for fewer pieces (--vocab-size, --candidate-factor)."
+            "(--corpus, --sample-mb) or lower --character-coverage."
         ) from e
     proto = ModelProto()
     proto.ParseFromString(buf.getvalue())
