@@ -17,6 +17,7 @@ from zhtw.corpus.pipeline import (
     SlurmOptions,
     build_stages,
     collect_stats,
+    dropped_examples,
     format_summary,
     make_slurm_executors,
     open_output,
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="discard an existing output directory made with other inputs/settings",
     )
     r.add_argument(
+        "--keep-dropped",
+        action="store_true",
+        help="write every dropped document, with its drop_reason and drop_step, to "
+        "OUTPUT/dropped/<step>/ (same as output.keep_dropped: true in the config)",
+    )
+    r.add_argument(
         "--keep-work", action="store_true", help="keep the intermediates in OUTPUT/_work after a finished run"
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -136,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("output", help="a zhtw-corpus output directory")
     s.add_argument("--json", action="store_true", help="print stats.json instead of the table")
+    s.add_argument(
+        "--examples",
+        type=positive_int,
+        metavar="N",
+        help="also print N dropped documents per drop reason (needs a run with --keep-dropped)",
+    )
     return p
 
 
@@ -143,6 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor == "slurm" and not args.slurm_partition:
         raise RunError("--executor slurm needs --slurm-partition NAME")
     cfg = load_config(args.config)
+    if args.keep_dropped:
+        cfg.output.keep_dropped = True
     plan = plan_run(args.inputs, args.output, cfg, workers=args.workers, tasks=args.tasks)
     with open_output(plan, overwrite=args.overwrite):  # the output's lock is held until the run ends
         print(
@@ -199,7 +214,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats = collect_stats(out)
         write_stats(out, stats)
     print(json.dumps(stats, indent=2, ensure_ascii=False) if args.json else format_summary(stats))
+    if args.examples:
+        print_examples(out, args.examples)
     return 0
+
+
+def print_examples(out: Path, per_reason: int, width: int = 160) -> None:
+    """N dropped documents per reason, one line each: step, reason, id, url and the text's start."""
+    if not (out / "dropped").is_dir():
+        raise RunError(
+            f"{show_path(out)} holds no dropped documents: run with --keep-dropped "
+            "(or output.keep_dropped: true) to keep them"
+        )
+    for reason, records in dropped_examples(out, per_reason).items():
+        print(f"\n== {reason} ==")
+        for r in records:
+            text = " ".join(str(r.get("text", "")).split())[:width]
+            print(f"[{r.get('drop_step')}] {r.get('id')} {r.get('url') or ''}\n    {text}")
 
 
 def _read_stats(path: Path) -> dict | None:

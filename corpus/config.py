@@ -23,6 +23,7 @@ import yaml
 from zhtw.common.errors import ZhtwError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
+SCRIPT_LABELS = ("traditional", "simplified", "mixed", "none")  # = zhtw.corpus.script.LABELS
 
 
 class ConfigError(ValueError, ZhtwError):
@@ -144,11 +145,25 @@ class FilterConfig(_Section):
     max_kana_fraction: float = _opt(0.1, min=0.0, max=1.0)
     max_hangul_fraction: float = _opt(0.1, min=0.0, max=1.0)
     max_cantonese_fraction: float = _opt(0.03, min=0.0, max=1.0)
+    spam_injection: bool = True
+    product_listing_min_signals: int = _opt(3, min=0, max=4)
+    max_mainland_per_1000_han: float = _opt(0.0, min=0.0)
+    mainland_min_han: int = _opt(200, min=0)
+    keep_scripts: list[str] = _opt(factory=lambda: list(SCRIPT_LABELS))
 
     def _check(self) -> None:
         for i, kw in enumerate(self.spam_extra_keywords):
             if not kw.strip():
                 raise ConfigError(f"spam_extra_keywords[{i}] is empty; remove it or give a keyword")
+        for i, label in enumerate(self.keep_scripts):
+            if label not in SCRIPT_LABELS:
+                options = ", ".join(SCRIPT_LABELS)
+                raise ConfigError(f"keep_scripts[{i}] must be one of {options}, got {label!r}")
+        if not self.keep_scripts:
+            raise ConfigError(
+                "keep_scripts is empty, so every document would be dropped; list the "
+                f"scripts to keep ({', '.join(SCRIPT_LABELS)})"
+            )
 
 
 @dataclass
@@ -160,6 +175,7 @@ class ScriptConfig(_Section):
     convert_mixed: bool = True
     min_script_ratio: float = _opt(0.9, min_exclusive=0.5, max=1.0)
     min_script_chars: int = _opt(1, min=1)
+    phrase_overrides: bool = True
 
 
 @dataclass
@@ -187,6 +203,8 @@ class OutputConfig(_Section):
     format: str = _opt("jsonl", choices=("jsonl", "parquet"))
     max_file_size_mb: int = _opt(256, min=1)
     compression: str = "gzip"
+    split_by_origin: bool = False
+    keep_dropped: bool = False
 
     def _check(self) -> None:
         allowed = _COMPRESSIONS[self.format]

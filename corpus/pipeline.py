@@ -59,8 +59,12 @@ from zhtw.corpus.readers import expand_inputs
 from zhtw.corpus.steps import (
     CharMinhashSignature,
     CleanStep,
+    CountingStep,
+    DropAdapter,
     ExactSignaturePassthrough,
     FilterStep,
+    InjectionStep,
+    MainlandUsageStep,
     RankFileReader,
     ScriptStep,
     Tally,
@@ -78,7 +82,7 @@ STAGE_ORDER = ["filter", "exact_find", "minhash_sig", "minhash_buckets", "minhas
 COMMAND = "zhtw-corpus run"
 SAMPLE_BYTES = 1 << 20  # an input's fingerprint hashes its first and last MiB
 # What a zhtw-corpus run writes at the top of its output directory (and nothing else).
-OUTPUT_ENTRIES = {"run.json", "stats.json", "shards", "_work", OWNER_MARKER, LOCK_NAME}
+OUTPUT_ENTRIES = {"run.json", "stats.json", "shards", "dropped", "_work", OWNER_MARKER, LOCK_NAME}
 _SHARD_NAME_RE = re.compile(r"^(?:\d{3,}_)?\d{5}\.(?:jsonl(?:\.gz|\.zst)?|parquet)$")
 
 
@@ -179,9 +183,7 @@ def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
 
     first: list[PipelineStep] = [
         ZhtwReader(plan.files, cfg.input, issues_dir=str(work / "issues"), progress=progress),
-        CleanStep(cfg.clean),
-        *[FilterStep(name, cfg.filters) for name in FILTERS],
-        ScriptStep(cfg.script),
+        *_with_drop_writers(plan, _document_steps(cfg)),
         Tally("filtered"),
     ]
     if dd.exact:
@@ -199,7 +201,11 @@ def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
         if dd.exact:
             steps += [
                 Tally("before_exact_dedup"),
-                ExactDedupFilter(exact_dups, config=ex_cfg),
+                ExactDedupFilter(
+                    exact_dups,
+                    config=ex_cfg,
+                    exclusion_writer=_drop_writer(plan, "exact_dedup", "exact_duplicate"),
+                ),
                 Tally("after_exact_dedup"),
             ]
         return steps
@@ -220,29 +226,66 @@ def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
         )
     last = reread()
     if dd.near:
-        last += [Tally("before_near_dedup"), MinhashDedupFilter(mh_clusters), Tally("after_near_dedup")]
+        near = MinhashDedupFilter(
+            mh_clusters, exclusion_writer=_drop_writer(plan, "near_dedup", "near_duplicate")
+        )
+        last += [Tally("before_near_dedup"), near, Tally("after_near_dedup")]
     last.append(_final_writer(plan))
     stages.append(Stage("write", last, plan.tasks))
     return stages
 
 
+def _document_steps(cfg: CorpusConfig) -> list[CountingStep]:
+    """Clean, quality filters (spam_injection right after spam), script + conversion, mainland usage."""
+    steps: list[CountingStep] = [CleanStep(cfg.clean)]
+    for name in FILTERS:
+        steps.append(FilterStep(name, cfg.filters))
+        if name == "spam":
+            steps.append(InjectionStep(cfg.filters))
+    steps.append(ScriptStep(cfg.script, keep_scripts=cfg.filters.keep_scripts))
+    steps.append(MainlandUsageStep(cfg.filters))
+    return steps
+
+
+def _with_drop_writers(plan: RunPlan, steps: list[CountingStep]) -> list[CountingStep]:
+    """Give every step an exclusion writer when the run keeps dropped documents."""
+    for step in steps:
+        step.exclusion_writer = _drop_writer(plan, step.key)
+    return steps
+
+
+def _drop_writer(plan: RunPlan, step: str, reason: str | None = None) -> JsonlWriter | None:
+    """`dropped/<step>/<rank>.jsonl.gz`: the documents a step dropped, with drop_reason and drop_step
+    (only with output.keep_dropped)."""
+    if not plan.cfg.output.keep_dropped:
+        return None
+    return JsonlWriter(
+        str(plan.output / "dropped" / step),
+        output_filename="${rank}.jsonl",
+        compression="gzip",
+        adapter=DropAdapter(reason, step),
+    )
+
+
 def _final_writer(plan: RunPlan) -> PipelineStep:
-    """Output shards: `shards/<rank>.jsonl.gz` (or .parquet), split at `max_file_size_mb`."""
+    """Output shards: `shards/<rank>.jsonl.gz` (or .parquet), split at `max_file_size_mb`; with
+    `output.split_by_origin`, `shards/<origin>/<rank>...` (native, converted, ...)."""
     out = plan.cfg.output
     shards = str(plan.output / "shards")
     max_size = int(out.max_file_size_mb * 2**20)
     compression = None if out.compression == "none" else out.compression
+    prefix = "${origin}/" if out.split_by_origin else ""
     if out.format == "parquet":
         return ParquetWriter(
             shards,
-            output_filename="${rank}.parquet",
+            output_filename=prefix + "${rank}.parquet",
             compression=compression,
             adapter=output_adapter,
             max_file_size=max_size,
         )
     return JsonlWriter(
         shards,
-        output_filename="${rank}.jsonl",
+        output_filename=prefix + "${rank}.jsonl",
         compression=compression,
         adapter=output_adapter,
         max_file_size=max_size,
@@ -608,6 +651,8 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
     read = chars_read = 0
     scripts: Counter[str] = Counter()
     converted: Counter[str] = Counter()
+    origins: Counter[str] = Counter()
+    mainland: dict[str, Counter[str]] = {}
     tallies: dict[str, dict[str, float]] = {}
 
     for stage_name in stage_names:
@@ -664,6 +709,11 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
                         scripts[k.split("/", 1)[1]] += int(v)
                     elif k.startswith("converted/"):
                         converted[k.split("/", 1)[1]] += int(v)
+                    elif k.startswith("origin/"):
+                        origins[k.split("/", 1)[1]] += int(v)
+                    elif k.startswith("mainland/"):
+                        _, origin, score_bin = k.split("/", 2)
+                        mainland.setdefault(origin, Counter())[score_bin] += int(v)
                     elif k == "boilerplate_lines_removed":
                         step["boilerplate_lines_removed"] = int(v)
             elif (
@@ -742,10 +792,40 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
         },
         "scripts": dict(sorted(scripts.items())),
         "converted": dict(sorted(converted.items())),
+        "origins": dict(sorted(origins.items())),
+        "mainland_usage": {
+            "unit": "mainland-only words per 1000 Han characters (corpus/data/mainland_terms.tsv)",
+            "documents_by_origin": {o: _sorted_bins(c) for o, c in sorted(mainland.items())},
+        },
         "steps": steps,
         "bad_inputs": {"files": bad_files, "examples": examples},
         "shards": [{"path": str(p.relative_to(output)), "bytes": p.stat().st_size} for p in shards],
     }
+
+
+def dropped_examples(output: str | Path, per_reason: int) -> dict[str, list[dict[str, Any]]]:
+    """Up to ``per_reason`` dropped documents per drop reason from `dropped/` (a run with
+    --keep-dropped), read in file order."""
+    import gzip
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((Path(output) / "dropped").rglob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                bucket = found.setdefault(str(record.get("drop_reason")), [])
+                if len(bucket) < per_reason:
+                    bucket.append(record)
+    return dict(sorted(found.items()))
+
+
+def _sorted_bins(counts: Counter[str]) -> dict[str, int]:
+    """Histogram bins in score order ("0", "0-0.5", ..., ">=10")."""
+
+    def lower_edge(label: str) -> float:
+        return float(label.lstrip(">=").split("-")[0])
+
+    return {k: counts[k] for k in sorted(counts, key=lower_edge)}
 
 
 def _stage_step_time(ps: PipelineStats | None, kind: str) -> float:
@@ -805,6 +885,12 @@ def format_summary(stats: dict[str, Any]) -> str:
         lines.append("scripts: " + ", ".join(f"{k}={v}" for k, v in stats["scripts"].items()))
     if stats.get("converted"):
         lines.append("converted: " + ", ".join(f"{k}={v}" for k, v in stats["converted"].items()))
+    if stats.get("origins"):
+        lines.append("origins: " + ", ".join(f"{k}={v}" for k, v in stats["origins"].items()))
+    for origin, bins in stats.get("mainland_usage", {}).get("documents_by_origin", {}).items():
+        lines.append(
+            f"mainland words per 1000 Han, {origin}: " + ", ".join(f"{k}: {v}" for k, v in bins.items())
+        )
     total_bytes = sum(s["bytes"] for s in stats.get("shards", []))
     lines.append(f"shards: {len(stats.get('shards', []))} files, {total_bytes / 2**20:.2f} MiB")
     bad = stats.get("bad_inputs", {}).get("files", {})

@@ -20,12 +20,15 @@ Taiwan phrasing by rules meant for Simplified input (對象→物件 on 3% of ch
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import struct
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,12 @@ logger = logging.getLogger(__name__)
 
 LABELS = ("traditional", "simplified", "mixed", "none")
 ACTIONS = ("s2twp", "s2tw", "t2tw", "none")
+ORIGINS = ("native", "converted", "simplified", "mixed", "none")
+"""Where a document's text comes from: ``native`` Traditional, ``converted`` from Simplified (or
+the Simplified lines of a mixed page), or left as detected (``simplified``/``mixed`` when not
+converted, ``none`` when no script-specific character decides)."""
+
+PHRASE_OVERRIDES_PATH = Path(__file__).with_name("data") / "tw_phrase_overrides.tsv"
 
 # BMP CJK Unified Ideographs and Extension A. Extensions B+ add ~1,500 script-specific characters,
 # all rare; astral ranges in the character classes would halve the scanning speed.
@@ -218,6 +227,62 @@ def _run_opencc(cc: Any, text: str) -> str:
         return cc.convert(text.encode("utf-8", "ignore").decode("utf-8"))
 
 
+def origin_of(script_label: str, action: str) -> str:
+    """The origin recorded for a document (see :data:`ORIGINS`)."""
+    if action in ("s2twp", "s2tw"):
+        return "converted"
+    return "native" if script_label == "traditional" else script_label
+
+
+def load_phrase_overrides(path: str | os.PathLike[str] = PHRASE_OVERRIDES_PATH) -> dict[str, str]:
+    """{phrase: replacement} from the overrides table (``#`` comments, tab-separated columns)."""
+    table: dict[str, str] = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) < 2 or not cols[0] or not cols[1]:
+            raise ValueError(f"{path}, line {n}: expected 'phrase<TAB>replacement', got {line!r}")
+        table[cols[0]] = cols[1]
+    return table
+
+
+def s2twp_with_overrides(overrides: dict[str, str]) -> Any:
+    """OpenCC ``s2twp`` whose Taiwan-phrase step first looks phrases up in ``overrides``.
+
+    Uses OpenCC's own extension point: a config equal to the installed ``s2twp.json`` with a text
+    dictionary put first in the phrase step's short-circuit group, so an override wins where it
+    matches and OpenCC's longest-match segmentation is unchanged elsewhere. The generated files
+    are only needed while OpenCC loads them.
+    """
+    share = opencc_share_dir()
+    with open(os.path.join(share, "s2twp.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    _absolute_dict_paths(config, share)
+    with tempfile.TemporaryDirectory(prefix="zhtw-opencc-") as tmp:
+        dict_path = os.path.join(tmp, "overrides.txt")
+        with open(dict_path, "w", encoding="utf-8") as f:
+            f.writelines(f"{k}\t{v}\n" for k, v in sorted(overrides.items()))
+        phrase_step = config["conversion_chain"][1]["dict"]["dicts"]
+        phrase_step.insert(0, {"type": "text", "file": dict_path})
+        config_path = os.path.join(tmp, "s2twp_zhtw.json")
+        with open(config_path, "w", encoding="utf-8") as f:
+            json.dump(config, f, ensure_ascii=False)
+        return opencc.OpenCC(config_path)
+
+
+def _absolute_dict_paths(node: Any, share: str) -> None:
+    """Make every ``ocd2`` file of an OpenCC config absolute (the config moves to a temp dir)."""
+    if isinstance(node, dict):
+        if node.get("type") == "ocd2":
+            node["file"] = os.path.join(share, node["file"])
+        for value in node.values():
+            _absolute_dict_paths(value, share)
+    elif isinstance(node, list):
+        for value in node:
+            _absolute_dict_paths(value, share)
+
+
 class Converter:
     """Converts detected-Simplified text to Taiwan Traditional with OpenCC; picklable.
 
@@ -236,19 +301,37 @@ class Converter:
       Otherwise untouched.
     * ``none`` -> untouched.
 
+    With ``phrase_overrides`` (a {phrase: replacement} table, see ``data/tw_phrase_overrides.tsv``)
+    ``s2twp`` leaves the listed phrases as the character step wrote them (分區, not 分割槽).
+
     OpenCC objects cannot be pickled, so they are created on first use in each process and
     dropped when the converter is pickled.
     """
 
     def __init__(
-        self, convert: str = "s2twp", normalize_traditional: bool = False, convert_mixed: bool = True
+        self,
+        convert: str = "s2twp",
+        normalize_traditional: bool = False,
+        convert_mixed: bool = True,
+        phrase_overrides: dict[str, str] | None = None,
     ):
         if convert not in ("s2twp", "s2tw", "off"):
             raise ValueError(f"convert must be 's2twp', 's2tw' or 'off', got {convert!r}")
         self.convert_to = convert
         self.normalize_traditional = normalize_traditional
         self.convert_mixed = convert_mixed
+        self.phrase_overrides = dict(phrase_overrides or {})
         self._opencc: dict[str, Any] = {}
+
+    def _cc(self, action: str) -> Any:
+        cc = self._opencc.get(action)
+        if cc is None:
+            if action == "s2twp" and self.phrase_overrides:
+                cc = s2twp_with_overrides(self.phrase_overrides)
+            else:
+                cc = opencc.OpenCC(action)
+            self._opencc[action] = cc
+        return cc
 
     def action_for(self, script_label: str) -> str:
         """What :meth:`convert` does for a document with this label: an entry of ``ACTIONS``."""
@@ -267,9 +350,7 @@ class Converter:
         action = self.action_for(script_label)
         if action == "none" or not text:
             return text, action
-        cc = self._opencc.get(action)
-        if cc is None:
-            cc = self._opencc[action] = opencc.OpenCC(action)
+        cc = self._cc(action)
         if script_label != "mixed":
             return _run_opencc(cc, text), action
         has_simplified = script_tables().simplified_re.search
@@ -284,5 +365,5 @@ class Converter:
     def __repr__(self) -> str:
         return (
             f"Converter(convert={self.convert_to!r}, normalize_traditional={self.normalize_traditional}, "
-            f"convert_mixed={self.convert_mixed})"
+            f"convert_mixed={self.convert_mixed}, phrase_overrides={len(self.phrase_overrides)})"
         )

@@ -8,6 +8,7 @@ Stat labels (summed over tasks by datatrove): `docs_in`, `chars_in`, `kept`, `ch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,6 +24,7 @@ from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupSig
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.pipeline.readers.base import BaseReader
 from datatrove.pipeline.readers.jsonl import JsonlReader
+from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.logging import logger
 from datatrove.utils.word_tokenizers import WordTokenizer
 from tqdm import tqdm
@@ -30,8 +32,16 @@ from tqdm import tqdm
 from zhtw.common.fsutil import atomic_write_json, show_path
 from zhtw.corpus.config import CleanConfig, FilterConfig, InputConfig, ScriptConfig
 from zhtw.corpus.readers import RawDoc, ReadIssue, iter_file
-from zhtw.corpus.script import Converter, detect_script
-from zhtw.corpus.text import FILTERS, clean_text, remove_boilerplate_lines
+from zhtw.corpus.script import Converter, detect_script, load_phrase_overrides, origin_of
+from zhtw.corpus.text import (
+    FILTERS,
+    clean_text,
+    han_count,
+    mainland_usage,
+    remove_boilerplate_lines,
+    spam_injection,
+    tag_lines,
+)
 
 ISSUES_SUBDIR = "issues"
 MAX_ISSUES_LOGGED_PER_TASK = 10_000
@@ -66,9 +76,15 @@ class IssueLog:
 
 
 class CountingStep(PipelineStep):
-    """A step that looks at one document at a time and keeps it (maybe changed) or drops it with a reason."""
+    """A step that looks at one document at a time and keeps it (maybe changed) or drops it with a reason.
+
+    With an ``exclusion_writer`` (datatrove's mechanism, as in its filters) every dropped document
+    is written there with ``drop_reason`` and ``drop_step`` in its metadata, for auditing.
+    """
 
     type = "🀄 - ZHTW"
+    key = "step"  # the step's short name: drop_step of excluded documents
+    exclusion_writer: DiskWriter | None = None
 
     def process(self, doc: Document) -> str | None:
         """Change `doc` in place if needed; return a drop reason, or None to keep it."""
@@ -81,20 +97,25 @@ class CountingStep(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self._counts: dict[str, int] = {}
         docs_in = chars_in = kept = chars_kept = 0
+        writer_ctx = self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext()
         try:
-            for doc in data:
-                n = len(doc.text)
-                docs_in += 1
-                chars_in += n
-                with self.track_time():
-                    reason = self.process(doc)
-                if reason is None:
-                    kept += 1
-                    chars_kept += len(doc.text)
-                    yield doc
-                else:
+            with writer_ctx as writer:
+                for doc in data:
+                    n = len(doc.text)
+                    docs_in += 1
+                    chars_in += n
+                    with self.track_time():
+                        reason = self.process(doc)
+                    if reason is None:
+                        kept += 1
+                        chars_kept += len(doc.text)
+                        yield doc
+                        continue
                     self.count(f"dropped/{reason}")
                     self.count(f"chars_dropped/{reason}", n)
+                    if writer:
+                        doc.metadata.update(drop_reason=reason, drop_step=self.key)
+                        writer.write(doc, rank=rank)
         finally:
             for label, value in (
                 ("docs_in", docs_in),
@@ -184,6 +205,7 @@ class CleanStep(CountingStep):
     """Unicode and whitespace cleanup, then boilerplate-line removal; drops documents left empty."""
 
     name = "🧹 clean"
+    key = "clean"
 
     def __init__(self, cfg: CleanConfig):
         super().__init__()
@@ -192,6 +214,9 @@ class CleanStep(CountingStep):
     def process(self, doc: Document) -> str | None:
         text = clean_text(doc.text, self.cfg)
         if self.cfg.remove_boilerplate:
+            tags = tag_lines(text, self.cfg.max_boilerplate_line_chars)
+            if tags:  # removed below as boilerplate; the spam_injection step looks at them
+                doc.metadata[TAGS_KEY] = tags
             text, removed = remove_boilerplate_lines(text, self.cfg)
             if removed:
                 self.count("boilerplate_lines_removed", removed)
@@ -207,7 +232,7 @@ class FilterStep(CountingStep):
             raise ValueError(f"unknown filter {filter_name!r}; known: {', '.join(FILTERS)}")
         self.name = f"🔻 {filter_name}"  # before super().__init__(), which names the stats after it
         super().__init__()
-        self.filter_name = filter_name
+        self.filter_name = self.key = filter_name
         self.cfg = cfg
         self._fn: Callable[[str, FilterConfig], str | None] = FILTERS[filter_name]
 
@@ -215,23 +240,84 @@ class FilterStep(CountingStep):
         return self._fn(doc.text, self.cfg)
 
 
-class ScriptStep(CountingStep):
-    """Labels the script (traditional/simplified/mixed/none) and converts to Taiwan Traditional."""
+class InjectionStep(CountingStep):
+    """Drops pages with a spam keyword in the title, first/last line or keyword/tag footer
+    (:func:`text.spam_injection`); forgets the footer lines the cleaning step kept aside."""
 
-    name = "🈶 script + convert"
+    name = "🔻 spam_injection"
+    key = "spam_injection"
 
-    def __init__(self, cfg: ScriptConfig):
+    def __init__(self, cfg: FilterConfig):
         super().__init__()
         self.cfg = cfg
-        self.converter = Converter(cfg.convert, cfg.normalize_traditional, cfg.convert_mixed)
+
+    def process(self, doc: Document) -> str | None:
+        tags = doc.metadata.pop(TAGS_KEY, None) or []
+        return spam_injection(doc.text, doc.metadata.get("title") or "", tags, self.cfg)
+
+
+class ScriptStep(CountingStep):
+    """Labels the script (traditional/simplified/mixed/none), drops scripts the user does not
+    keep (``filters.keep_scripts``), converts to Taiwan Traditional and records the origin."""
+
+    name = "🈶 script + convert"
+    key = "script"
+
+    def __init__(self, cfg: ScriptConfig, keep_scripts: list[str] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.keep_scripts = frozenset(keep_scripts) if keep_scripts is not None else None
+        overrides = load_phrase_overrides() if cfg.phrase_overrides else None
+        self.converter = Converter(cfg.convert, cfg.normalize_traditional, cfg.convert_mixed, overrides)
 
     def process(self, doc: Document) -> str | None:
         label = detect_script(doc.text, self.cfg.min_script_ratio, self.cfg.min_script_chars).label
-        doc.text, done = self.converter.convert(doc.text, label)
         doc.metadata["script"] = label
-        doc.metadata["converted"] = done
         self.count(f"script/{label}")
+        if self.keep_scripts is not None and label not in self.keep_scripts:
+            return "script_not_kept"
+        doc.text, done = self.converter.convert(doc.text, label)
+        doc.metadata["converted"] = done
+        doc.metadata["origin"] = origin = origin_of(label, done)
         self.count(f"converted/{done}")
+        self.count(f"origin/{origin}")
+        return None
+
+
+MAINLAND_BINS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
+"""Lower edges of the stats.json histogram of mainland words per 1000 Han characters."""
+
+
+def mainland_bin(score: float) -> str:
+    """The histogram bin of a score: "0", "0-0.5", ..., ">=10"."""
+    if score == 0:
+        return "0"
+    for lo, hi in zip(MAINLAND_BINS, MAINLAND_BINS[1:]):
+        if score < hi:
+            return f"{lo:g}-{hi:g}"
+    return f">={MAINLAND_BINS[-1]:g}"
+
+
+class MainlandUsageStep(CountingStep):
+    """Scores mainland-only vocabulary left after conversion (``data/mainland_terms.tsv``), per
+    1000 Han characters, into ``metadata["mainland_score"]``; counts the distribution per origin;
+    drops above ``filters.max_mainland_per_1000_han`` (0 = off) when the document has at least
+    ``filters.mainland_min_han`` Han characters."""
+
+    name = "🔻 mainland_usage"
+    key = "mainland_usage"
+
+    def __init__(self, cfg: FilterConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def process(self, doc: Document) -> str | None:
+        _, score = mainland_usage(doc.text)
+        doc.metadata["mainland_score"] = round(score, 3)
+        self.count(f"mainland/{doc.metadata.get('origin', 'none')}/{mainland_bin(score)}")
+        limit = self.cfg.max_mainland_per_1000_han
+        if limit and score > limit and han_count(doc.text) >= self.cfg.mainland_min_han:
+            return "mainland_usage"
         return None
 
 
@@ -392,20 +478,30 @@ class RankFileReader(JsonlReader):
         yield from self.read_file(name)
 
 
-OUTPUT_FIELDS = ("text", "id", "url", "source", "script", "converted")
+OUTPUT_FIELDS = ("text", "id", "url", "source", "script", "converted", "origin", "mainland_score")
+TAGS_KEY = "_tag_lines"
 
 
 def output_adapter(self: Any, document: Document) -> dict:
-    """Flat output records: text, id, url, source, script, converted."""
+    """Flat output records: text, id, url, source, script, converted, origin, mainland_score."""
     meta = document.metadata
-    return {
-        "text": document.text,
-        "id": document.id,
-        "url": meta.get("url"),
-        "source": meta.get("source"),
-        "script": meta.get("script"),
-        "converted": meta.get("converted"),
-    }
+    return {"text": document.text, "id": document.id, **{k: meta.get(k) for k in OUTPUT_FIELDS[2:]}}
+
+
+class DropAdapter:
+    """Records of dropped documents: the output fields plus drop_reason and drop_step (a stock
+    dedup filter does not set them, so the writer's own reason and step are the defaults)."""
+
+    def __init__(self, reason: str | None = None, step: str | None = None):
+        self.reason, self.step = reason, step
+
+    def __call__(self, writer: Any, document: Document) -> dict:
+        meta = document.metadata
+        return {
+            **output_adapter(writer, document),
+            "drop_reason": meta.get("drop_reason", self.reason),
+            "drop_step": meta.get("drop_step", self.step),
+        }
 
 
 def intermediate_adapter(self: Any, document: Document) -> dict:

@@ -20,6 +20,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -103,6 +104,14 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
 # ---------------------------------------------------------------------------------------------
 # Boilerplate lines
 
+TAG_LINE_MARKER = (
+    r"^(?:[^:：\n]{0,16}[:：]\s*)?(?:本文|文章|相关|相關|热门|熱門|话题|話題|热点|熱點)?"
+    r"(?:关键词|關鍵詞|关键字|關鍵字|标签|標籤|tags?|相关搜索|相關搜索|相关搜尋|相關搜尋|搜索|搜尋)\s*[:：]"
+)
+"""A keyword/tag footer line: SEO keyword lists that page templates append (boilerplate, and where
+gambling brands are injected into otherwise ordinary pages)."""
+_TAG_LINE_RE = re.compile(TAG_LINE_MARKER, re.IGNORECASE | re.MULTILINE)
+
 # Markers of page furniture, in Simplified and Traditional forms. A line carrying one (and no
 # longer than cfg.max_boilerplate_line_chars) is removed.
 _BOILERPLATE_MARKERS = [
@@ -131,6 +140,9 @@ _BOILERPLATE_MARKERS = [
     r"^(?:责任编辑|責任編輯|编辑|編輯|来源|來源|作者|发布时间|發布時間|发布日期|發布日期|更新时间|更新時間"
     r"|浏览次数|瀏覽次數|点击量|點擊量|阅读量|閱讀量|关键词|關鍵詞|标签|標籤|相关标签|相關標籤|热门标签|熱門標籤"
     r"|热门城市|熱門城市|本文关键词|本文關鍵詞)\s*[:：][^，。,；;]{0,40}$",
+    # keyword and tag footers: "本文关键词：欧宝体育app,德邦,物流", "Tags: ...", "相关搜索：..." (also after a
+    # short prefix: "yabo手机版登录:相关标签：...")
+    TAG_LINE_MARKER,
     # headings of link lists
     r"^(?:相关文章|相關文章|相关新闻|相關新聞|相关阅读|相關閱讀|推荐阅读|推薦閱讀|猜你喜欢|猜你喜歡|热门推荐|熱門推薦"
     r"|延伸阅读|延伸閱讀|热门文章|熱門文章|最新文章)\s*[:：]?$",
@@ -390,7 +402,7 @@ SPAM_KEYWORDS: tuple[str, ...] = (
     "金沙平台", "银河娱乐", "永利娱乐", "皇冠体育", "皇冠现金", "皇冠娱乐", "贵宾会", "亚博体育",
     "亚博娱乐", "亚博官网", "欧宝体育", "欧宝娱乐", "华体会", "爱游戏体育", "开云体育", "乐鱼体育",
     "必威体育", "雷竞技", "沙巴体育", "AG真人", "BBIN", "bet365", "bt365", "365bet", "188bet", "betway",
-    "yabo", "js333", "ope体育",
+    "yabo", "js333", "ope体育", "海德体育", "币游国际", "乐虎国际",
     # porn
     "色情网站", "色情片", "色情影片", "色情视频", "色情图片", "免费色情", "色情小说", "成人电影",
     "成人影片", "成人视频", "成人网站", "成人影院", "成人小说", "AV女优", "AV电影", "AV视频", "AV在线",
@@ -463,6 +475,105 @@ def spam_keyword_hits(text: str, cfg: FilterConfig) -> tuple[int, int]:
             continue
         found.append(canonical.get(word, word))
     return len(found), len(set(found))
+
+
+def tag_lines(text: str, max_chars: int) -> list[str]:
+    """The keyword/tag footer lines of ``text`` (:data:`TAG_LINE_MARKER`, at most ``max_chars``
+    characters): kept aside by the cleaning step, which removes them, for :func:`spam_injection`."""
+    if "：" not in text and ":" not in text:
+        return []
+    found = []
+    for m in _TAG_LINE_RE.finditer(text):
+        end = text.find("\n", m.start())
+        line = text[m.start() : len(text) if end < 0 else end].strip()
+        if len(line) <= max_chars:
+            found.append(line)
+    return found
+
+
+_MAX_TITLE_CHARS = 60
+
+
+def spam_injection(text: str, title: str, tags: list[str], cfg: FilterConfig) -> str | None:
+    """``spam_injection``: a spam keyword (gambling/porn brand or site vocabulary) in the page's
+    title, its first or last line (when no longer than a title), or a keyword/tag footer line. SEO operators inject one brand
+    (欧宝体育, 必威betway, 华体会官网) into copied articles there, below the page-level density of
+    :func:`filter_spam`; an ordinary page does not name a gambling site in its title or tags."""
+    if not cfg.spam_injection:
+        return None
+    first, _, rest = text.partition("\n")
+    last = rest.rpartition("\n")[2]
+    lines = [line for line in (first, last) if len(line) <= _MAX_TITLE_CHARS]  # a title, not prose
+    places = "\n".join([title, *lines, *tags])
+    hits, _ = spam_keyword_hits(places, cfg)
+    return "spam_injection" if hits else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Product listings: e-commerce pages (price, reviews, shipping, cart) are catalogue boilerplate
+
+LISTING_SIGNALS: dict[str, str] = {
+    "price": r"[¥￥]\s*\d|(?:价格|價格|售价|售價|原价|原價|促销价|促銷價|优惠价|優惠價|团购价|團購價)\s*[:：]?\s*[¥￥]?\d",
+    "reviews": r"\d+\s*(?:条|條|人|个|個)?(?:评价|評價|评论|評論)|(?:评价|評價|评论|評論)\s*[(（]\d+|好评率|好評率|累计评价|累計評價",
+    "shipping": r"包邮|包郵|免运费|免運費|运费|運費|配送|发货|發貨|快递|快遞|物流",
+    "cart": r"加入购物车|加入購物車|立即购买|立即購買|购物车|購物車|库存|庫存|已售|月销|月銷|销量|銷量|赠品|贈品|商品编号|商品編號|货号|貨號",
+}
+"""Signals of a product listing, each a kind of e-commerce furniture; see :func:`listing_signals`."""
+_LISTING_RES = {name: re.compile(pattern) for name, pattern in LISTING_SIGNALS.items()}
+# Literal words every reviews/cart match contains, as a trie regex: a cheap first scan (the full
+# patterns start with digit runs and alternations, 5x slower over text without any of them).
+_LISTING_HINT_RE = re.compile(
+    _trie_pattern(["评价", "評價", "评论", "評論", "好评率", "好評率"] + LISTING_SIGNALS["cart"].split("|"))
+)
+
+
+def listing_signals(text: str) -> int:
+    """How many different kinds of :data:`LISTING_SIGNALS` ``text`` carries (0-4)."""
+    return sum(1 for r in _LISTING_RES.values() if r.search(text))
+
+
+def filter_product_listing(text: str, cfg: FilterConfig) -> str | None:
+    """``product_listing`` when at least ``cfg.product_listing_min_signals`` kinds of listing
+    furniture occur and one of them is reviews or cart (an article that mentions a price and
+    shipping stays). 0 switches the filter off."""
+    need = cfg.product_listing_min_signals
+    if not need:
+        return None
+    # reviews or cart is required: most pages stop at this one scan for their words
+    if not _LISTING_HINT_RE.search(text):
+        return None
+    if not (_LISTING_RES["reviews"].search(text) or _LISTING_RES["cart"].search(text)):
+        return None
+    return "product_listing" if listing_signals(text) >= need else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Mainland usage left after conversion
+
+MAINLAND_TERMS_PATH = Path(__file__).with_name("data") / "mainland_terms.tsv"
+
+
+@lru_cache(maxsize=4)
+def mainland_terms(path: str = str(MAINLAND_TERMS_PATH)) -> tuple[str, ...]:
+    """The mainland-only words (after conversion) of ``data/mainland_terms.tsv``: first column."""
+    terms = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            terms.append(line.split("\t", 1)[0])
+    return tuple(terms)
+
+
+@lru_cache(maxsize=4)
+def _mainland_re(terms: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(_trie_pattern(sorted(set(terms))) or r"(?!x)x")
+
+
+def mainland_usage(text: str, terms: tuple[str, ...] | None = None) -> tuple[int, float]:
+    """(occurrences of mainland-only words, occurrences per 1000 Han characters) in ``text``."""
+    matcher = _mainland_re(terms if terms is not None else mainland_terms())
+    hits = len(matcher.findall(text))
+    han = _counts(text)[0]
+    return hits, (1000.0 * hits / han if han else 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,6 +778,7 @@ FILTERS: dict[str, Filter] = {
     "han_count": filter_han_count,
     "han_ratio": filter_han_ratio,
     "spam": filter_spam,
+    "product_listing": filter_product_listing,
     "duplicated_lines": filter_duplicated_lines,
     "char_ngram_repetition": filter_char_ngram_repetition,
 }

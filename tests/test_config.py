@@ -135,3 +135,16 @@ def test_config_to_dict_round_trips_through_yaml(tmp_path):
     assert data["filters"]["spam_extra_keywords"] == ["賭盤"]
     dumped = write(tmp_path, yaml.safe_dump(data, allow_unicode=True))
     assert load_config(dumped) == cfg
+
+
+def test_keep_scripts_is_validated(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("filters:\n  keep_scripts: [traditional, simplifed]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"keep_scripts\[1\] must be one of traditional"):
+        load_config(path)
+    path.write_text("filters:\n  keep_scripts: []\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="keep_scripts is empty"):
+        load_config(path)
+    path.write_text("filters:\n  keep_scripts: [traditional]\noutput:\n  split_by_origin: true\n")
+    cfg = load_config(path)
+    assert cfg.filters.keep_scripts == ["traditional"] and cfg.output.split_by_origin

@@ -103,7 +103,9 @@ def test_converter_pickles_before_and_after_use():
     assert clone.convert("软件", "simplified") == ("軟體", "s2twp")
     used = pickle.loads(pickle.dumps(clone))  # its OpenCC objects are dropped, recreated on use
     assert used.convert("裏面", "traditional") == ("裡面", "t2tw")
-    assert repr(used) == "Converter(convert='s2twp', normalize_traditional=True, convert_mixed=True)"
+    assert repr(used) == (
+        "Converter(convert='s2twp', normalize_traditional=True, convert_mixed=True, phrase_overrides=0)"
+    )
 
 
 def _texts(path):

@@ -288,6 +288,7 @@ def test_registry_order_and_first_reason():
         "han_count",
         "han_ratio",
         "spam",
+        "product_listing",
         "duplicated_lines",
         "char_ngram_repetition",
     ]
