@@ -322,18 +322,16 @@ def test_one_document_dataset_reports_the_true_eval_fraction(tiny, tmp_path, cap
 
 
 def test_data_file_name_that_is_not_utf8(tiny, tmp_path):
-    from zhtw.pretrain.data import build_packed_data
+    """Such a name is refused up front by the shared readers, by name and with the fix; no cache is left."""
+    from zhtw.pretrain.data import DataError, build_packed_data
 
     data = tmp_path / "data"
     data.mkdir()
     name = os.path.join(os.fsencode(data), b"gazette-\xff\xfe.jsonl.gz")
     _write_jsonl(Path(os.fsdecode(name)), _documents(20, seed=3))
-    packed = build_packed_data([str(data)], str(tiny / "tok"), 16, cache_dir=str(tmp_path / "cache"))
-    assert packed.stats["documents"] == 20 and packed.stats["blocks_train"] > 0
-    meta = json.loads((packed.cache_dir / "meta.json").read_text(encoding="utf-8"))
-    assert meta["key_contents"]["files"][0]["path"].endswith("gazette-\\xff\\xfe.jsonl.gz")
-    again = build_packed_data([str(data)], str(tiny / "tok"), 16, cache_dir=str(tmp_path / "cache"))
-    assert again.stats["cache_hit"] is True
+    with pytest.raises(DataError, match=r"gazette-\\xff\\xfe\.jsonl\.gz: the file name is not valid UTF-8; rename"):
+        build_packed_data([str(data)], str(tiny / "tok"), 16, cache_dir=str(tmp_path / "cache"))
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 # --------------------------------------------------------------------------------------------------------------
