@@ -8,24 +8,41 @@ What is counted, in bytes (bf16 compute, AdamW with fp32 states):
 
 - base linear layers: NF4 = 0.5 byte/parameter + block scales (fp32 per 64 weights, or 8-bit per 64 plus
   fp32 per 256 blocks with double quantisation); without quantisation the compute dtype;
-- embedding and output head: fp32 when any of their rows train (bf16 would round updates of lr 5e-5
-  away), compute dtype otherwise; one output matrix when the weights are tied;
+- embedding and output head: fp32 when trained rows live inside them (full matrices, or peft's row layer:
+  bf16 would round updates of lr 5e-5 away), compute dtype otherwise (the gather row path keeps its rows in
+  a float32 parameter of their own); one output matrix when the weights are tied;
 - trainable parameters (LoRA, new rows, full matrices, norms): fp32 weight + gradient + two AdamW states
-  = 16 bytes each; trainable rows also build a merged copy of each matrix per forward and, for the head,
-  a full-matrix gradient per loss chunk;
-- activations with gradient checkpointing: every layer's input kept, plus one layer recomputed at a time
-  (projections, MLP, norms in fp32, LoRA dropout copies); without checkpointing every layer's;
+  = 16 bytes each (12 for LoRA with bf16 optimizer states);
+- new rows through peft's layer: a merged fp32 copy of each matrix per forward and, for the head, a
+  full-matrix gradient per loss chunk; through the gather path: the head rows' gradient in the compute dtype
+  and its fp32 copy before it is added to ``.grad`` (per loss chunk, never vocabulary-sized);
+- activations with gradient checkpointing: every layer's input kept (in the residual dtype: fp32 when the
+  embedding is fp32), plus one layer recomputed at a time (projections, MLP, norms in fp32, LoRA dropout
+  copies); with offloading the layer inputs wait in CPU memory and one comes back at a time; without
+  checkpointing every layer's;
 - logits: one loss chunk's bf16 logits, fp32 copy and fp32 gradient (the whole sequence when unchunked).
+
+`lever_effects` recomputes the estimate with each memory lever flipped, for the ``--dry-run`` table.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MemoryEstimate", "ModelShape", "estimate_memory", "model_shape", "render_estimate"]
+__all__ = [
+    "LEVERS",
+    "MemoryEstimate",
+    "ModelShape",
+    "estimate_memory",
+    "lever_effects",
+    "model_shape",
+    "render_estimate",
+    "render_levers",
+]
 
 GIB = 1024**3
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -130,6 +147,9 @@ def estimate_memory(
     trainable_norms: bool = False,
     gradient_checkpointing: bool = True,
     loss_chunk_tokens: int | None = 1024,
+    trainable_rows_impl: str = "gather",
+    offload_activations: bool = False,
+    lora_optimizer_states: str = "float32",
 ) -> MemoryEstimate:
     """Estimate parameter counts and peak GPU memory of one training step (see the module docstring)."""
     s = shape
@@ -161,16 +181,23 @@ def estimate_memory(
         parts["base_linear"] = base_linear * (0.5 + scale)
     else:
         parts["base_linear"] = base_linear * cbytes
-    embed_bytes = 4 if trainable_embeddings != "none" else cbytes
+    gather = trainable_embeddings == "new_rows" and trainable_rows_impl == "gather"
+    fp32_matrices = trainable_embeddings == "full" or (trainable_embeddings == "new_rows" and not gather)
+    embed_bytes = 4 if fp32_matrices else cbytes
     parts["embed_head"] = embed_params * embed_bytes + norm_params * 4
-    parts["trainable_states"] = trainable * 16.0  # fp32 weight + grad + AdamW exp_avg + exp_avg_sq
-    if trainable_embeddings == "new_rows":  # merged copies of the matrices and the head's full gradient
+    # fp32 weight + grad + AdamW exp_avg + exp_avg_sq (the LoRA states in bf16 when asked)
+    lora_state = 4 if lora_optimizer_states == "bfloat16" else 8
+    parts["trainable_states"] = (trainable - lora) * 16.0 + lora * (8.0 + lora_state)
+    if gather:  # per loss chunk: the head rows' gradient in the compute dtype and its fp32 copy
+        head_rows = new_rows * s.hidden
+        parts["row_temps"] = head_rows * (4 + (cbytes if cbytes != 4 else 0))
+    elif trainable_embeddings == "new_rows":  # merged copies of the matrices and the head's full gradient
         parts["row_merge_temps"] = embed_params * 4 + s.vocab_rows * s.hidden * 4
     elif trainable_embeddings == "full":  # modules_to_save keeps the frozen original beside the copy
         parts["row_merge_temps"] = 0.0
 
     tokens = micro_batch * block_size
-    resid = 4 if trainable_embeddings != "none" else cbytes  # residual stream dtype follows the embedding
+    resid = 4 if fp32_matrices else cbytes  # residual stream dtype follows the embedding
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
     n_targets = len(_lora_targets(lora_target_modules or ["all-linear"]))
     per_layer = tokens * (
@@ -180,7 +207,8 @@ def estimate_memory(
         + 4 * lora_r * n_targets  # LoRA intermediates
     )
     if gradient_checkpointing:
-        parts["activations"] = tokens * s.hidden * resid * (s.layers + 2) + 2 * per_layer
+        kept = 3 if offload_activations else s.layers + 2  # offloaded: one layer input back at a time
+        parts["activations"] = tokens * s.hidden * resid * kept + 2 * per_layer
     else:
         parts["activations"] = per_layer * s.layers + tokens * s.hidden * resid * 2
     chunk = tokens if not loss_chunk_tokens else min(tokens, loss_chunk_tokens)
@@ -213,5 +241,46 @@ def render_estimate(est: MemoryEstimate, *, gpu_memory_gb: float | None = None, 
         verdict = "fits" if est.peak_gib + 1.0 <= gpu_memory_gb else "does NOT fit"
         lines.append(
             f"with ~1 GiB of CUDA context and fragmentation this {verdict} on a {gpu_memory_gb:g} GB card."
+        )
+    return "\n".join(lines)
+
+
+# (name, estimate_memory keyword, the lever's "on" value, its "off" value, the config option that sets it)
+LEVERS: tuple[tuple[str, str, Any, Any, str], ...] = (
+    ("gathered trainable rows", "trainable_rows_impl", "gather", "peft", "trainable_rows_impl"),
+    ("chunked loss over the head", "loss_chunk_tokens", 1024, None, "loss_chunk_tokens"),
+    ("activation checkpointing", "gradient_checkpointing", True, False, "activation_checkpointing"),
+    ("offloaded checkpoints (CPU)", "offload_activations", True, False, "offload_activations"),
+    ("bf16 LoRA optimizer states", "lora_optimizer_states", "bfloat16", "float32", "lora_optimizer_states"),
+)
+
+
+def lever_effects(shape: ModelShape, **settings: Any) -> list[dict[str, Any]]:
+    """For each memory lever: whether `settings` use it and the estimated peak with it on and off (GiB)."""
+    rows = []
+    defaults = {k: p.default for k, p in inspect.signature(estimate_memory).parameters.items()}
+    for name, key, on, off, option in LEVERS:
+        current = settings.get(key, defaults[key])
+        used = current == on if key != "loss_chunk_tokens" else bool(current)
+        with_on = {**settings, key: on if key != "loss_chunk_tokens" or not current else current}
+        if key == "offload_activations":  # offloading only exists with checkpointing
+            with_on["gradient_checkpointing"] = True
+        peak_on = estimate_memory(shape, **with_on).peak_gib
+        peak_off = estimate_memory(shape, **{**settings, key: off}).peak_gib
+        rows.append(
+            {"lever": name, "option": option, "used": used, "peak_on_gib": peak_on, "peak_off_gib": peak_off}
+        )
+    return rows
+
+
+def render_levers(effects: list[dict[str, Any]]) -> str:
+    """The --dry-run table of memory levers: each one's estimated peak on and off, and what it saves."""
+    lines = ["memory levers (estimated peak with the lever on / off):"]
+    for e in effects:
+        state = "on " if e["used"] else "off"
+        saves = e["peak_off_gib"] - e["peak_on_gib"]
+        lines.append(
+            f"  [{state}] {e['lever']:<30} {e['peak_on_gib']:6.2f} / {e['peak_off_gib']:6.2f} GiB "
+            f"(saves {saves:5.2f} GiB; option {e['option']})"
         )
     return "\n".join(lines)

@@ -35,7 +35,14 @@ from typing import Any
 
 from zhtw.common.errors import ZhtwError
 from zhtw.common.fsutil import atomic_write_json, check_disjoint, output_lock, show_path
-from zhtw.pretrain.memory import MemoryEstimate, estimate_memory, model_shape, render_estimate
+from zhtw.pretrain.memory import (
+    MemoryEstimate,
+    estimate_memory,
+    lever_effects,
+    model_shape,
+    render_estimate,
+    render_levers,
+)
 from zhtw.pretrain.prepare import (
     ADAPTER_RECORD,
     check_replaceable,
@@ -327,6 +334,11 @@ def _disk_full_error(out: Path, exc: BaseException) -> TrainError:
 
 def estimate_for_config(config: TrainConfig, *, block_size: int | None = None) -> MemoryEstimate:
     """The memory estimate of a config, from the prepared dir's config.json (no model is built)."""
+    return estimate_memory(**_estimate_arguments(config, block_size=block_size))
+
+
+def _estimate_arguments(config: TrainConfig, *, block_size: int | None = None) -> dict[str, Any]:
+    """`estimate_memory`'s arguments for a config (the shape read from the prepared dir's config.json)."""
     m, t = config.model, config.training
     cfg = _model_config(m.model_path)
     new_rows = 0
@@ -334,8 +346,8 @@ def estimate_for_config(config: TrainConfig, *, block_size: int | None = None) -
     if meta_path.is_file():
         first, last = json.loads(meta_path.read_text(encoding="utf-8"))["new_token_ids"]
         new_rows = last - first
-    return estimate_memory(
-        model_shape(cfg),
+    return dict(
+        shape=model_shape(cfg),
         block_size=block_size or config.data.block_size,
         micro_batch=t.per_device_train_batch_size,
         quantization=m.quantization,
@@ -349,6 +361,9 @@ def estimate_for_config(config: TrainConfig, *, block_size: int | None = None) -
         trainable_norms=m.trainable_norms,
         gradient_checkpointing=bool(t.activation_checkpointing),
         loss_chunk_tokens=m.loss_chunk_tokens,
+        trainable_rows_impl=m.trainable_rows_impl,
+        offload_activations=m.offload_activations,
+        lora_optimizer_states=m.lora_optimizer_states,
     )
 
 
@@ -362,7 +377,11 @@ def dry_run(config: TrainConfig) -> str:
         f"{t.per_device_train_batch_size}, checkpointing {'on' if t.activation_checkpointing else 'off'}, "
         f"S²-Attn {'on' if config.s2.s2attn else 'off'}"
     )
-    return render_estimate(est, gpu_memory_gb=config.run.gpu_memory_gb, title=title)
+    report = render_estimate(est, gpu_memory_gb=config.run.gpu_memory_gb, title=title)
+    if config.model.trainable_embeddings != "new_rows":
+        return report  # the levers table is modelled for the new-rows recipe
+    kwargs = _estimate_arguments(config)
+    return report + "\n" + render_levers(lever_effects(kwargs.pop("shape"), **kwargs))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -431,12 +450,21 @@ def load_base_model(config: TrainConfig, quantization: str, on_cpu: bool) -> Any
             if isinstance(module, Linear4bit):
                 # repacking for AVX512-BF16 during no-grad eval corrupts later backward passes (GUIDE §3)
                 module.support_avx512bf16_for_cpu = False
-    if config.model.trainable_embeddings != "none":
+    if _rows_in_matrices(config):
         # bf16 rows would round lr-5e-5 updates away; trainable rows live in these matrices
         model.get_input_embeddings().to(torch.float32)
         model.get_output_embeddings().to(torch.float32)
     model.config.use_cache = False
     return model
+
+
+def _rows_in_matrices(config: TrainConfig) -> bool:
+    """Whether trained rows live inside the embedding matrices (so these must be float32): full matrices or
+    peft's row layer; the gather path keeps its rows in a float32 parameter of their own."""
+    m = config.model
+    return m.trainable_embeddings == "full" or (
+        m.trainable_embeddings == "new_rows" and m.trainable_rows_impl == "peft"
+    )
 
 
 def _local_device() -> Any:
@@ -489,6 +517,10 @@ def build_model(config: TrainConfig, meta: dict[str, Any], quantization: str, on
     model = load_base_model(config, quantization, on_cpu)
     tied = bool(model.config.tie_word_embeddings)
     model = get_peft_model(model, peft_config(config, meta, tied))
+    if config.model.trainable_embeddings == "new_rows" and config.model.trainable_rows_impl == "gather":
+        from zhtw.pretrain.new_rows import use_row_gather
+
+        use_row_gather(model)  # same parameters and adapter files, no vocabulary-sized temporaries
     if config.s2.s2attn:
         from zhtw.pretrain.s2attn import enable_s2_attention
 
@@ -530,9 +562,17 @@ def _trainer_classes() -> tuple[type, type, type, Any]:
         loss_is_scaled_for_ga = False  # compute_loss returns the mean over the micro batch
 
         def __init__(
-            self, *args: Any, loss_chunk_tokens: int = 1024, fused_loss: bool = True, **kwargs: Any
+            self,
+            *args: Any,
+            loss_chunk_tokens: int = 1024,
+            fused_loss: bool = True,
+            offload_activations: bool = False,
+            bf16_lora_states: bool = False,
+            **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
+            self.offload_activations = offload_activations
+            self.bf16_lora_states = bf16_lora_states
             self.loss_chunk_tokens = loss_chunk_tokens
             self.model_accepts_loss_kwargs = False
             self.fused = None
@@ -552,9 +592,10 @@ def _trainer_classes() -> tuple[type, type, type, Any]:
             labels = inputs["labels"]
             # through the (possibly DDP-wrapped) model, so gradient synchronisation sees the forward;
             # logits only for the last position, the loss below projects the hidden states in chunks
-            outputs = model(
-                input_ids=inputs["input_ids"], output_hidden_states=True, logits_to_keep=1, use_cache=False
-            )
+            with _activation_offload(self.offload_activations and model.training):
+                outputs = model(
+                    input_ids=inputs["input_ids"], output_hidden_states=True, logits_to_keep=1, use_cache=False
+                )
             hidden = outputs.hidden_states[-1]
             head = self.accelerator.unwrap_model(model).get_output_embeddings()
             if self.fused is not None and model.training:  # liger: plain head only (no trainable rows)
@@ -563,6 +604,26 @@ def _trainer_classes() -> tuple[type, type, type, Any]:
             else:
                 loss = chunked_causal_lm_loss(hidden, head, labels, chunk_tokens=self.loss_chunk_tokens)
             return (loss, {"loss": loss}) if return_outputs else loss
+
+        def create_optimizer(self, model: Any = None) -> Any:
+            if not self.bf16_lora_states or self.optimizer is not None:
+                return super().create_optimizer(model)
+            from zhtw.pretrain.new_rows import AdamWBF16States
+
+            opt_model = model or self.model
+            decay = set(self.get_decay_parameter_names(opt_model))
+            a = self.args
+            groups: dict[tuple[bool, float], list[Any]] = {}
+            for n, p in opt_model.named_parameters():
+                if p.requires_grad:  # bf16 states for LoRA matrices only; the Trainer's weight-decay split
+                    groups.setdefault(("lora_" in n, a.weight_decay if n in decay else 0.0), []).append(p)
+            self.optimizer = AdamWBF16States(
+                [{"params": ps, "bf16_states": low, "weight_decay": wd} for (low, wd), ps in groups.items()],
+                lr=a.learning_rate,
+                betas=(a.adam_beta1, a.adam_beta2),
+                eps=a.adam_epsilon,
+            )
+            return self.optimizer
 
     class StopAtLossCallback(TrainerCallback):
         """Stop (and save) when the logged training loss reaches a threshold."""
@@ -597,6 +658,15 @@ def _trainer_classes() -> tuple[type, type, type, Any]:
         return {"input_ids": ids, "labels": ids}
 
     return ZhtwTrainer, StopAtLossCallback, RecordPreparedModelCallback, collate
+
+
+def _activation_offload(enabled: bool) -> Any:
+    """`offloaded_activations` when enabled, else a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from zhtw.pretrain.new_rows import offloaded_activations
+
+    return offloaded_activations()
 
 
 @contextlib.contextmanager
@@ -750,6 +820,8 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
             callbacks=callbacks,
             loss_chunk_tokens=config.model.loss_chunk_tokens,
             fused_loss=config.model.use_fused_loss,
+            offload_activations=config.model.offload_activations,
+            bf16_lora_states=config.model.lora_optimizer_states == "bfloat16",
         )
     result = trainer.train(resume_from_checkpoint=resume)
     eval_metrics = trainer.evaluate() if data.eval is not None else {}

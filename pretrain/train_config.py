@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 QUANTIZATIONS = ("nf4", "none")
+ROWS_IMPLS = ("gather", "peft")
+STATE_DTYPES = ("float32", "bfloat16")
 TRAINABLE_EMBEDDINGS = ("new_rows", "full", "none")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 
@@ -86,6 +88,24 @@ class ModelArguments:
         "use liger-kernel's fused linear cross-entropy on GPU when it is installed (and the head is "
         "not wrapped by trainable rows); otherwise the chunked loss",
         default=True,
+    )
+    # memory levers for long context on one card (issue 13)
+    trainable_rows_impl: str = _help(
+        "how trainable_embeddings: new_rows is computed: 'gather' (the trained rows are gathered and their "
+        "logits computed apart: no vocabulary-sized temporaries, frozen embedding and head stay in the compute "
+        "dtype) or 'peft' (peft's own layer: merges the rows into a float32 copy of each matrix per forward)",
+        default="gather",
+    )
+    offload_activations: bool = _help(
+        "with activation_checkpointing, keep each decoder layer's saved input in pinned CPU memory instead of "
+        "GPU memory between forward and backward (costs PCIe transfers, saves ~tokens x hidden x 2 bytes per "
+        "layer)",
+        default=False,
+    )
+    lora_optimizer_states: str = _help(
+        "dtype of the AdamW moment estimates of the LoRA matrices: 'float32' (the Trainer's optimizer) or "
+        "'bfloat16' (a built-in AdamW with stochastic rounding; weights and trained rows stay float32)",
+        default="float32",
     )
 
 
@@ -391,6 +411,25 @@ def _training_checks(t: TrainingArguments, run: RunArguments) -> list[tuple[bool
     ]
 
 
+def _lever_checks(m: ModelArguments, t: TrainingArguments) -> list[tuple[bool, str]]:
+    """Choices of the memory-lever options."""
+    return [
+        (
+            m.trainable_rows_impl in ROWS_IMPLS,
+            f"trainable_rows_impl must be one of {ROWS_IMPLS}, got {m.trainable_rows_impl!r}.",
+        ),
+        (
+            m.lora_optimizer_states in STATE_DTYPES,
+            f"lora_optimizer_states must be one of {STATE_DTYPES}, got {m.lora_optimizer_states!r}.",
+        ),
+        (
+            not m.offload_activations or bool(t.activation_checkpointing),
+            "offload_activations: true needs activation_checkpointing: true (without checkpointing every "
+            "activation would cross PCIe); turn checkpointing on or offloading off.",
+        ),
+    ]
+
+
 def _resuming(resume: str | None) -> bool:
     return bool(resume) and str(resume).lower() not in ("false", "no", "none", "auto")
 
@@ -413,6 +452,7 @@ def validate(config: TrainConfig) -> None:
             f"compute_dtype must be one of {COMPUTE_DTYPES}, got {m.compute_dtype!r}.",
         ),
         (m.loss_chunk_tokens > 0, "loss_chunk_tokens must be positive."),
+        *_lever_checks(m, t),
         (lora.lora_r > 0, "lora_r must be positive."),
         (0.0 <= lora.lora_dropout < 1.0, "lora_dropout must be in [0, 1)."),
         (
