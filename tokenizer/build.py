@@ -36,7 +36,7 @@ from zhtw.common.fsutil import (
 from zhtw.tokenizer.errors import MetadataError, OutputExistsError, UsageError
 from zhtw.tokenizer.hf import HF_FILES, write_hf_files
 from zhtw.tokenizer.merge import candidate_pieces, merged_proto, reachable, select_by_savings
-from zhtw.tokenizer.spmodel import BaseTokenizer, ModelProto, files_intact, load_base, sha256_file
+from zhtw.tokenizer.spmodel import BaseTokenizer, ModelProto, files_intact, sha256_file
 from zhtw.tokenizer.train import (
     CorpusSample,
     TrainSettings,
@@ -65,7 +65,8 @@ class BuildConfig:
     base: str
     corpus: list[str]
     output: str
-    vocab_size: int = DEFAULT_VOCAB_SIZE
+    vocab_size: int | None = None  # total size; default: 61,440 for SentencePiece, base + new_tokens otherwise
+    new_tokens: int | None = None  # tokens to add; default: 32,768 for byte-level BPE
     text_key: str = "text"
     sample_mb: float = 256.0
     heldout_mb: float = 3.0
@@ -77,6 +78,7 @@ class BuildConfig:
     prune_rounds: int = 3
     selection: str = "learned-order"
     split_by_script: bool = False
+    max_token_chars: int | None = None  # byte-level BPE: longest new token, in characters (None: no limit)
     num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     verify: bool = True
     keep_candidates: bool = False
@@ -87,7 +89,12 @@ class BuildConfig:
     def validate(self) -> None:
         """Refuse values no build can use (NaN, negative, zero threads ...) before anything is read."""
         checks = [
-            (1 <= self.vocab_size <= MAX_VOCAB_SIZE, f"--vocab-size must be from 1 to {MAX_VOCAB_SIZE:,}"),
+            (self.vocab_size is None or 1 <= self.vocab_size <= MAX_VOCAB_SIZE,
+             f"--vocab-size must be from 1 to {MAX_VOCAB_SIZE:,}"),
+            (self.new_tokens is None or 1 <= self.new_tokens <= MAX_VOCAB_SIZE,
+             f"--new-tokens must be from 1 to {MAX_VOCAB_SIZE:,}"),
+            (self.vocab_size is None or self.new_tokens is None, "give --vocab-size or --new-tokens, not both"),
+            (self.max_token_chars is None or self.max_token_chars >= 2, "--max-token-chars must be 2 or more"),
             (_finite(self.sample_mb) and self.sample_mb > 0, "--sample-mb must be a number above 0"),
             (_finite(self.heldout_mb) and self.heldout_mb >= 0, "--heldout-mb must be a number, 0 or more"),
             (_finite(self.candidate_factor) and self.candidate_factor >= 1,
@@ -269,17 +276,19 @@ def _make_room(out: Path, inputs: dict[str, Any], overwrite: bool, log: Log) -> 
 
 
 def build(cfg: BuildConfig, log: Log = print) -> BuildResult:
-    """Build the extended tokenizer described by `cfg`; a rerun with the same inputs does nothing."""
+    """Build the extended tokenizer described by `cfg`; a rerun with the same inputs does nothing.
+
+    The base's format picks the backend (`zhtw.tokenizer.backends`); output handling, locking, reruns and
+    metadata are the same for every format.
+    """
     from zhtw.corpus.readers import expand_inputs
+    from zhtw.tokenizer.backends import backend_for_base
 
     t_start = time.perf_counter()
     cfg.validate()
-    base = load_base(cfg.base)
-    n_new = cfg.vocab_size - base.size
-    if n_new <= 0:
-        raise UsageError(
-            f"--vocab-size {cfg.vocab_size:,} is not larger than the base's {base.size:,} pieces; ask for more."
-        )
+    backend = backend_for_base(cfg.base)
+    base = backend.load_base(cfg.base)
+    n_new = _new_tokens(cfg, base, backend)
     files = expand_inputs(cfg.corpus)
     out = _check_output(cfg, base, files)
     inputs = build_inputs(cfg, base, files)
@@ -297,10 +306,52 @@ def build(cfg: BuildConfig, log: Log = print) -> BuildResult:
             return BuildResult(out, done, skipped=True)
         _make_room(out, inputs, cfg.overwrite, log)
         try:
-            return _build_into(out, cfg, base, n_new, inputs, log, t_start)
+            (out / METADATA).unlink(missing_ok=True)
+            log(f"base: {show_path(base.model_path)} ({backend.name}, {base.size:,} ids, sha256 "
+                f"{base.sha256[:12]}…); adding {n_new:,} tokens")  # fmt: skip
+            built = backend.build_into(out, cfg, base, n_new, files, log)
+            return _finish(out, cfg, built, inputs, log, t_start)
         except BaseException:
             _remove_partial(out, created)
             raise
+
+
+def _new_tokens(cfg: BuildConfig, base: Any, backend: Any) -> int:
+    """How many tokens to add: --new-tokens, or --vocab-size minus the base, or the backend's default."""
+    if cfg.new_tokens is not None:
+        return cfg.new_tokens
+    default_total = DEFAULT_VOCAB_SIZE if backend.name == "sentencepiece" else None
+    total = cfg.vocab_size or default_total
+    if total is None:
+        return backend.default_new_tokens()
+    if total <= base.size:
+        raise UsageError(
+            f"--vocab-size {total:,} is not larger than the base's {base.size:,} ids; ask for more "
+            "(or give --new-tokens)."
+        )
+    return total - base.size
+
+
+def _finish(
+    out: Path, cfg: BuildConfig, built: dict[str, Any], inputs: dict[str, Any], log: Log, t_start: float
+) -> BuildResult:
+    """The metadata every backend shares, written last: a build without it never looks finished."""
+    meta = {
+        "format": FORMAT,
+        "backend": built["meta"].get("backend", "sentencepiece"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **built["meta"],
+        "settings": cfg.settings(),
+        "num_threads": cfg.num_threads,
+        "versions": library_versions(),
+        "inputs": inputs,
+    }
+    meta["files"] = {name: sha256_file(out / name) for name in built["files"]}
+    meta["build_seconds"] = round(time.perf_counter() - t_start, 2)
+    atomic_write_json(out / METADATA, meta)
+    log(f"wrote {show_path(out)} ({meta['vocab_size']:,} ids, {meta['num_added']:,} added) in "
+        f"{meta['build_seconds']:.0f} s")  # fmt: skip
+    return BuildResult(out, meta, skipped=False)
 
 
 def _remove_partial(out: Path, created: bool) -> None:
@@ -350,21 +401,10 @@ def _train(
     }
 
 
-def _build_into(
-    out: Path,
-    cfg: BuildConfig,
-    base: BaseTokenizer,
-    n_new: int,
-    inputs: dict[str, Any],
-    log: Log,
-    t_start: float,
-) -> BuildResult:
-    """Train, select, merge, write and verify into `out` (locked, ours, empty); metadata last."""
-    (out / METADATA).unlink(missing_ok=True)
-    log(
-        f"base: {show_path(base.model_path)} ({base.size:,} pieces, sha256 {base.sha256[:12]}…); "
-        f"adding {n_new:,} pieces"
-    )
+def build_sentencepiece(
+    out: Path, cfg: BuildConfig, base: BaseTokenizer, n_new: int, files: list[str], log: Log
+) -> dict[str, Any]:
+    """SentencePiece backend: train candidates, select, merge, write and verify into `out` (locked, ours)."""
     with tempfile.TemporaryDirectory(prefix="zhtw-tok-") as work:
         sample = sample_corpus(
             cfg.corpus,
@@ -388,24 +428,20 @@ def _build_into(
     proto = merged_proto(base.proto, selection.pieces)
     select_seconds = time.perf_counter() - t0
 
-    files = write_hf_files(out, proto, base.special)
+    written = write_hf_files(out, proto, base.special)
     if cfg.keep_candidates:
         atomic_write_bytes(out / CANDIDATES, run["trained"].SerializeToString())
-        files.append(CANDIDATES)
-    meta = _metadata(cfg, base, proto, selection, sample, run, select_seconds, inputs)
+        written.append(CANDIDATES)
+    meta = _metadata(cfg, base, proto, selection, sample, run, select_seconds)
     if cfg.verify:
         from zhtw.tokenizer.verify import default_texts, verify_dir
 
         t0 = time.perf_counter()
         texts = default_texts() + list(sample.heldout[:200])
-        report = verify_dir(out, texts, base=base, metadata=meta)
+        report = verify_dir(out, texts, base=base, metadata={"format": FORMAT, **meta})
         meta["verify"] = {**report, "seconds": round(time.perf_counter() - t0, 2)}
         log(f"verified: {report['texts']:,} texts, all invariants hold")
-    meta["files"] = {name: sha256_file(out / name) for name in files}
-    meta["build_seconds"] = round(time.perf_counter() - t_start, 2)
-    atomic_write_json(out / METADATA, meta)
-    log(f"wrote {show_path(out)} ({len(proto.pieces):,} pieces) in {meta['build_seconds']:.0f} s")
-    return BuildResult(out, meta, skipped=False)
+    return {"meta": meta, "files": written}
 
 
 def _metadata(
@@ -416,13 +452,11 @@ def _metadata(
     sample: CorpusSample,
     run: dict[str, Any],
     select_seconds: float,
-    inputs: dict[str, Any],
 ) -> dict[str, Any]:
     """Everything later stages and reruns read back: base identity, pieces, corpus, training, versions."""
     added = list(selection.pieces)
     return {
-        "format": FORMAT,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": "sentencepiece",
         "base": base.identity(),
         "vocab_size": len(proto.pieces),
         "base_vocab_size": base.size,
@@ -445,10 +479,6 @@ def _metadata(
             "seconds": round(run["seconds"], 2),
         },
         "selection": {**selection.stats, "seconds": round(select_seconds, 2)},
-        "settings": cfg.settings(),
-        "num_threads": cfg.num_threads,
-        "versions": library_versions(),
-        "inputs": inputs,
         "hf": {
             "tokenizer_class": "TokenizersBackend",
             "spaces_promise": "AutoTokenizer ids = sentencepiece ids on every text; LlamaTokenizer equals them on "

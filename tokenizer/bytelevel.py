@@ -207,6 +207,30 @@ class ByteLevelBase:
     merges_as_strings: bool
     tokenizer: Tokenizer = field(repr=False)
 
+    @property
+    def model_path(self) -> Path:
+        """The tokenizer.json read (the build's shared code names a base by its file)."""
+        return self.path
+
+    @property
+    def size(self) -> int:
+        """Ids the base uses, specials included: new tokens start here."""
+        return self.next_id
+
+    def identity(self) -> dict[str, Any]:
+        """What later stages and reruns use to recognise this base."""
+        return {
+            "source": show_path(self.path),
+            "model_path": show_path(self.path),
+            "sha256": self.sha256,
+            "vocab_size": self.next_id,
+            "model_type": "BPE (byte-level)",
+            "pre_tokenizer": self.pre,
+            "merges": len(self.merges),
+            "ignore_merges": bool(self.data["model"].get("ignore_merges", False)),
+            "added_tokens": len(self.added_tokens),
+        }
+
     @cached_property
     def next_id(self) -> int:
         """The first id after every base id, added and special tokens included."""

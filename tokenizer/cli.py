@@ -58,21 +58,33 @@ def _parser() -> argparse.ArgumentParser:
         "build",
         parents=[common],
         help="train, merge, export and verify an extended tokenizer",
-        description="Train a SentencePiece BPE vocabulary on the corpus, merge the pieces that save the most "
-        "tokens into the base (below every base piece, so English and code are unchanged), write Hugging Face "
-        "tokenizer files plus zhtw_tokenizer.json, and verify them. Rerunning on a finished output is a no-op.",
+        description="Extend a base tokenizer with a zh-TW vocabulary learned on the corpus, without changing how "
+        "the base tokenises anything it already handled. SentencePiece BPE bases (tokenizer.model: Llama-2, "
+        "Mistral): train a vocabulary and merge the pieces below every base piece. Byte-level BPE bases "
+        "(tokenizer.json: Llama-3.x, Qwen2/2.5): continue BPE training, new merges after every base merge, only "
+        "CJK characters and punctuation joined. Writes Hugging Face tokenizer files plus zhtw_tokenizer.json and "
+        "verifies them. Rerunning on a finished output is a no-op.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    b.add_argument("--base", required=True, help="base tokenizer: a Hugging Face directory with tokenizer.model, or a "
-                   "bare tokenizer.model (SentencePiece BPE with byte fallback, e.g. Llama-2, Mistral, stories260K)")
+    b.add_argument("--base", required=True, help="base tokenizer: a Hugging Face directory, a bare tokenizer.model "
+                   "(SentencePiece BPE with byte fallback: Llama-2, Mistral, stories260K) or a bare tokenizer.json "
+                   "(byte-level BPE: Llama-3.x, Qwen2/2.5); the format picks the backend")
     b.add_argument("--corpus", required=True, nargs="+", metavar="PATH",
                    help="corpus files, directories or globs (JSONL(.gz), Parquet, WET/WARC, .txt; a zhtw-corpus output dir)")
     b.add_argument("--output", required=True, help="output directory for the tokenizer files and metadata")
-    b.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE,
-                   help="total pieces of the extended tokenizer, base included (a multiple of 64 suits GPUs)")
+    size = b.add_mutually_exclusive_group()
+    size.add_argument("--vocab-size", type=int, default=None,
+                      help=f"total ids of the extended tokenizer, base included (default {DEFAULT_VOCAB_SIZE:,} "
+                      "for SentencePiece; a multiple of 64 suits GPUs)")
+    size.add_argument("--new-tokens", type=int, default=None,
+                      help="how many tokens to add (default for byte-level BPE: 32,768; prepare pads the "
+                      "embedding to a multiple of 64)")
+    b.add_argument("--max-token-chars", type=int, default=None,
+                   help="byte-level BPE: the longest new token in characters (default: no limit)")
     b.add_argument("--text-key", default="text", help="JSON/Parquet field that holds the document text")
     b.add_argument("--sample-mb", type=float, default=256.0,
-                   help="at most this many MB of UTF-8 text are sampled (seeded) for training")
+                   help="at most this many MB of UTF-8 text are sampled (seeded) for training; byte-level BPE "
+                   "takes an equal share of it from every corpus file")
     b.add_argument("--heldout-mb", type=float, default=3.0,
                    help="MB of documents held back from training to choose pieces by measured token savings")
     b.add_argument("--candidate-factor", type=float, default=1.5,
@@ -140,6 +152,8 @@ def _build(args: argparse.Namespace) -> None:
         corpus=list(args.corpus),
         output=args.output,
         vocab_size=args.vocab_size,
+        new_tokens=args.new_tokens,
+        max_token_chars=args.max_token_chars,
         text_key=args.text_key,
         sample_mb=args.sample_mb,
         heldout_mb=args.heldout_mb,
@@ -162,16 +176,9 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from zhtw.tokenizer.verify import verify_paths
+    from zhtw.tokenizer.backends import backend_for_dir
 
-    report = verify_paths(args.directory, args.text, base=args.base)
-    _say(
-        f"OK: {report['vocab_size']:,} pieces ({report['added']:,} added); {report['texts']:,} texts "
-        f"({report['corpus_texts']:,} from the recorded corpus), "
-        f"{report['english_texts']:,} without Chinese, "
-        f"{report['piece_texts']:,} added-piece texts, {report['files_hashed']} file hashes; "
-        f"invariants: {', '.join(report['invariants'])}"
-    )
+    _say(backend_for_dir(args.directory).verify_cli(args.directory, args.text, args.base))
 
 
 def _eval(args: argparse.Namespace) -> None:

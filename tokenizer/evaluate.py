@@ -1,14 +1,16 @@
 """`zhtw-tok eval`: compression of one or more tokenizers on text files, as Markdown, JSON and a PNG chart.
 
 Per tokenizer and file: characters per token, tokens per 1,000 Han characters, the share of byte-fallback
-tokens, and how many of the tokenizer's new pieces (pieces the reference tokenizer, the first one named,
-lacks) were never used. Encoding uses sentencepiece, which `zhtw-tok verify` shows equals the HF ids.
+tokens (for byte-level BPE: tokens that are not whole UTF-8 characters), and how many of the tokenizer's new
+pieces (pieces the reference tokenizer, the first one named, lacks) were never used. Any mix of formats is
+measured side by side: each tokenizer encodes through its backend (sentencepiece for SentencePiece models,
+which `zhtw-tok verify` shows equals the HF ids; the HF tokenizer.json for byte-level BPE).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,25 +32,64 @@ class Named:
 
     name: str
     model_path: Path
-    sp: spm.SentencePieceProcessor
+    encode: Callable[[list[str]], list[list[int]]]
     pieces: list[str]
     is_byte: np.ndarray
 
 
-def load_named(path: str | Path, name: str | None = None) -> Named:
+def parse_named(spec: str) -> tuple[str, str | None]:
+    """`NAME=PATH` names a tokenizer in the report; a bare PATH is named after its directory."""
+    name, sep, path = spec.partition("=")
+    if sep and name and not Path(spec).exists():
+        return path, name
+    return spec, None
+
+
+def load_named(path: str | Path, name: str | None = None, num_threads: int = 0) -> Named:
     """A tokenizer to measure; a damaged model file is refused by name before any text is read."""
+    from zhtw.tokenizer.backends import backend_for_base
+
+    p = Path(path).expanduser()
+    backend = backend_for_base(p)
+    if backend.name != "sentencepiece":
+        return _load_other(p, backend, name)
     model = find_model_file(path)
     proto = load_proto(model)
     check_pieces(proto, show_path(model))
     check_loads(proto, show_path(model))
     label = name or (Path(path).name if Path(path).is_dir() else model.parent.name)
+    sp = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
     return Named(
         name=label,
         model_path=model,
-        sp=spm.SentencePieceProcessor(model_proto=proto.SerializeToString()),
+        encode=lambda batch: sp.encode(batch, num_threads=num_threads),
         pieces=[p.piece for p in proto.pieces],
         is_byte=np.array([p.type == BYTE for p in proto.pieces], dtype=bool),
     )
+
+
+def _load_other(path: Path, backend: Any, name: str | None) -> Named:
+    """A tokenizer of another backend (byte-level BPE): its encoder, tokens and partial-character tokens."""
+    directory = path if path.is_dir() else path.parent
+    pieces = backend.tokens(directory)
+    return Named(
+        name=name or directory.name,
+        model_path=directory,
+        encode=backend.encoder(directory),
+        pieces=pieces,
+        is_byte=np.array([_partial_character(p) for p in pieces], dtype=bool),
+    )
+
+
+def _partial_character(token: str) -> bool:
+    """A byte-level token that is not whole UTF-8 characters (the byte-level analogue of a byte fallback)."""
+    from zhtw.tokenizer.bytelevel import token_bytes
+
+    try:
+        token_bytes(token).decode("utf-8")
+    except (UnicodeDecodeError, KeyError):
+        return True
+    return False
 
 
 def _label(path: str) -> str:
@@ -90,7 +131,7 @@ def evaluate(
     tokenizer_paths: Sequence[str], text_paths: Sequence[str], *, text_key: str = "text", num_threads: int = 0
 ) -> dict[str, Any]:
     """Measure every tokenizer on every text file; the first tokenizer is the reference for 'new pieces'."""
-    toks = [load_named(p) for p in tokenizer_paths]
+    toks = [load_named(path, name, num_threads) for path, name in map(parse_named, tokenizer_paths)]
     _unique_names(toks)
     reference = set(toks[0].pieces)
     new_ids = {t.name: np.array([i for i, p in enumerate(t.pieces) if p not in reference], dtype=np.int64) for t in toks}
@@ -103,7 +144,7 @@ def evaluate(
         for t in toks:
             counts = np.zeros(len(t.pieces), dtype=np.int64)
             for i in range(0, len(texts), 256):
-                for ids in t.sp.encode(texts[i : i + 256], num_threads=num_threads):
+                for ids in t.encode(texts[i : i + 256]):
                     if ids:
                         counts += np.bincount(ids, minlength=len(counts))
             tokens = int(counts.sum())
