@@ -100,6 +100,11 @@ def run_stock(input_dir: str, out: str, workers: int, tasks: int) -> None:
 
     lang = "cmn_Hani"
     mh = MinhashConfig()  # FineWeb: 5-grams, 14 buckets x 8 hashes
+    if workers == 1:
+        # datatrove's single-worker executor deep-copies the pipeline for every task, and after the
+        # first task its cached cmn_Hani word tokenizer holds the jieba module, which cannot be
+        # copied ("cannot pickle 'module' object"): one task reads every file instead.
+        tasks = 1
     conv: dict = {}
 
     def s2twp(data, rank: int = 0, world_size: int = 1):
@@ -143,6 +148,13 @@ def run_stock(input_dir: str, out: str, workers: int, tasks: int) -> None:
     ).run()
 
 
+def _total(value: object) -> float:
+    """A loaded counter's total: a summed stat, a dict with "total", or (one task, nothing summed) a number."""
+    if hasattr(value, "total"):
+        return value.total
+    return value.get("total", 0) if isinstance(value, dict) else value
+
+
 def step_times_stock(out: Path) -> list[dict]:
     from datatrove.utils.stats import PipelineStats
 
@@ -153,7 +165,7 @@ def step_times_stock(out: Path) -> list[dict]:
             ps = PipelineStats.from_json(json.loads(f.read_text()))
             total = ps if total is None else total + ps
         for st in total.stats if total else []:
-            c = {k: v.total for k, v in st.stats.items()}
+            c = {k: _total(v) for k, v in st.stats.items()}
             rows.append(
                 {
                     "stage": stage,
@@ -244,7 +256,7 @@ def main() -> None:
         )
     print(
         f"zhtw vs stock: {speedup_wall:.2f}x wall throughput, {speedup_cpu:.2f}x per CPU-second "
-        f"(targets: >= 3x, and >= 2 MB per CPU-second: {results['zhtw']['mb_per_cpu_s']:.2f})"
+        f"(targets: >= 3x, and >= 3 MB per CPU-second (issue 12): {results['zhtw']['mb_per_cpu_s']:.2f})"
     )
 
     print("\nzhtw per-step time (s, summed over tasks):")
@@ -269,7 +281,7 @@ def main() -> None:
         "zhtw_steps": zrows,
         "stock_steps": stock_rows,
         "targets": {"speedup_min": 3.0, "mb_per_cpu_s_min": 2.0},
-        "targets_met": speedup_wall >= 3.0 and results["zhtw"]["mb_per_cpu_s"] >= 2.0,
+        "targets_met": speedup_wall >= 3.0 and results["zhtw"]["mb_per_cpu_s"] >= 3.0,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2, ensure_ascii=False))

@@ -160,8 +160,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.output.keep_dropped = True
     plan = plan_run(args.inputs, args.output, cfg, workers=args.workers, tasks=args.tasks)
     with open_output(plan, overwrite=args.overwrite):  # the output's lock is held until the run ends
+        skipped = f" ({len(plan.skipped)} entries skipped unopened)" if plan.skipped else ""
         print(
-            f"zhtw-corpus: {len(plan.files)} input files, {plan.tasks} tasks, {plan.workers} workers "
+            f"zhtw-corpus: {len(plan.files)} input files{skipped}, {plan.tasks} tasks, {plan.workers} workers "
             f"-> {show_path(plan.output)}"
         )
         if args.executor == "slurm":
@@ -272,7 +273,16 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(str(e))
     except OSError as e:
         code = _fail(describe_os_error(e))
+    except KeyboardInterrupt:
+        code = _interrupted(args.command)
     raise SystemExit(code)
+
+
+def _interrupted(command: str) -> int:
+    """Ctrl-C: one line, exit status 130 (128 + SIGINT, what shells report), no traceback."""
+    resume = "; rerun the same command to resume (finished tasks are kept)" if command == "run" else ""
+    print(f"\nzhtw-corpus: interrupted{resume}", file=sys.stderr)
+    return 130
 
 
 def _fail(message: str) -> int:

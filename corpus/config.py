@@ -97,6 +97,19 @@ class InputConfig(_Section):
     fallback_text_keys: list[str] = _opt(factory=lambda: ["raw_content"])
     html_extractor: str = _opt("resiliparse", choices=("resiliparse", "trafilatura"))
     max_doc_chars: int = _opt(1_000_000, min=1)
+    max_unit_bytes: int = _opt(0, min=0)
+
+    def unit_bytes(self) -> int:
+        """The reader's cap on one unit (JSONL line, WARC record, text file) once decompressed:
+        `max_unit_bytes`, or when that is 0, :func:`derived_unit_bytes` of `max_doc_chars`."""
+        return self.max_unit_bytes or derived_unit_bytes(self.max_doc_chars)
+
+
+def derived_unit_bytes(max_doc_chars: int) -> int:
+    """6 bytes per allowed character plus 1 MiB: a character is at most 4 bytes of UTF-8 but 6 in a
+    JSON ``\\uXXXX`` escape (Chinese in ``ensure_ascii`` JSONL), and the slack covers JSON fields,
+    WARC/HTTP headers and markup, so a document within `max_doc_chars` is never refused as too large."""
+    return 6 * max_doc_chars + (1 << 20)
 
 
 @dataclass

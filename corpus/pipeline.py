@@ -15,6 +15,32 @@ Layout of the output directory: ``shards/`` (the data), ``stats.json``, ``run.js
 run, for reruns; the shards' names and sizes once finished), ``_work/`` (intermediates and
 datatrove's logs/completions), ``.zhtw-output`` (the ownership marker: only a directory carrying it
 is ever cleared by --overwrite) and ``.zhtw.lock`` (held while a run writes; one writer at a time).
+
+``stats.json``: ``documents`` (read = written + dropped by reason + unreadable by reason, and
+whether that balances; ``accounting`` says in words what is counted), ``characters``, ``inputs``
+(the files read, and every entry found but skipped unopened, with path, reason and detail),
+``scripts``/``converted``/``origins``, ``mainland_usage``, ``steps`` (per step: in, kept, dropped
+by reason, time), ``bad_inputs`` (every input file with unreadable units, counts by reason, and up
+to 20 examples per file) and ``shards``.
+
+Unreadable reasons (``documents.unreadable``; each is one unit of ``documents.read``; the readers'
+module doc, :mod:`zhtw.corpus.readers`, says exactly what each covers):
+
+- entries skipped unopened by the input scan: ``not_regular_file`` (a FIFO, socket or device:
+  opening it could block the run for ever), ``broken_link``, ``symlink_loop`` (a directory link
+  back into a directory already searched), ``unreadable_dir`` (a directory that cannot be listed);
+- whole files: ``unreadable_file``, ``empty_file``, ``unsupported_compression`` (bzip2, xz, zip,
+  7z, lz4 whatever the name says), ``utf16_text``, ``missing_text_column`` (Parquet);
+- compressed data: ``truncated_gzip``, ``corrupt_gzip``, ``truncated_zstd``, ``corrupt_zstd``
+  (the documents before the damage are kept);
+- units: ``too_large`` (a unit over ``input.max_unit_bytes`` bytes once decompressed, skipped
+  without being held), ``too_long`` (a document over ``input.max_doc_chars`` characters),
+  ``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_text``, ``text_not_string``,
+  ``corrupt_parquet``;
+- WARC/WET records: ``corrupt_warc_record``, ``bad_content_length`` (reading resumes at the next
+  record), ``truncated_record``, ``non_html_payload``, ``non_2xx_status``, ``html_too_deep``
+  (nesting over the reader's depth limit: extraction would stall a worker),
+  ``html_extraction_failed``.
 """
 
 from __future__ import annotations
@@ -55,7 +81,7 @@ from zhtw.common.fsutil import (
     show_path,
 )
 from zhtw.corpus.config import CorpusConfig, config_to_dict
-from zhtw.corpus.readers import expand_inputs
+from zhtw.corpus.readers import ReadIssue, scan_inputs
 from zhtw.corpus.steps import (
     CharMinhashSignature,
     CleanStep,
@@ -86,6 +112,15 @@ OUTPUT_ENTRIES = {"run.json", "stats.json", "shards", "dropped", "_work", OWNER_
 _SHARD_NAME_RE = re.compile(r"^(?:\d{3,}_)?\d{5}\.(?:jsonl(?:\.gz|\.zst)?|parquet)$")
 
 
+ACCOUNTING = (
+    "read = written + dropped + unreadable. read counts every document-shaped unit of the inputs (WET "
+    "conversion / WARC response record, JSONL line, Parquet row, .txt file) and one unit per file-level "
+    "problem; each input entry skipped unopened (inputs.skipped: a FIFO or socket, a broken link, a "
+    "link loop, a directory that cannot be listed) is one such unit, counted under unreadable by its "
+    "reason and named in bad_inputs.files."
+)
+
+
 class RunError(ZhtwError):
     """A problem with the run's inputs or output directory; the message says what to do."""
 
@@ -100,6 +135,7 @@ class RunPlan:
     cfg: CorpusConfig
     tasks: int
     workers: int
+    skipped: list[ReadIssue] = field(default_factory=list)
     _fingerprint: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -111,6 +147,7 @@ class RunPlan:
         if self._fingerprint is None:
             self._fingerprint = {
                 "files": [input_fingerprint(f) for f in self.files],
+                "skipped": skipped_entries(self.skipped),
                 "config": config_to_dict(self.cfg),
                 "tasks": self.tasks,
             }
@@ -157,14 +194,29 @@ def plan_run(
     workers: int | None = None,
     tasks: int | None = None,
 ) -> RunPlan:
-    """Resolve inputs and task counts. Tasks default to one per input file, at most 4 per worker."""
-    files = expand_inputs(inputs)
+    """Resolve inputs and task counts. Tasks default to one per input file, at most 4 per worker.
+
+    Entries found but not readable as files (a FIFO, a broken link, a link loop, a directory that
+    cannot be listed) are kept in `skipped`: the reader counts each as an unreadable unit."""
+    scan = scan_inputs(inputs)
     workers = workers or os.cpu_count() or 1
     if tasks is None:
-        tasks = max(1, min(len(files), 4 * workers))
+        tasks = max(1, min(len(scan.files), 4 * workers))
     return RunPlan(
-        inputs=list(inputs), files=files, output=Path(output).resolve(), cfg=cfg, tasks=tasks, workers=workers
+        inputs=list(inputs),
+        files=scan.files,
+        output=Path(output).resolve(),
+        cfg=cfg,
+        tasks=tasks,
+        workers=workers,
+        skipped=scan.skipped,
     )
+
+
+def skipped_entries(skipped: list[ReadIssue]) -> list[dict[str, str]]:
+    """The skipped input entries as JSON records (path, reason, detail), as run.json and stats.json
+    keep them."""
+    return [{"path": i.source, "reason": i.reason, "detail": i.detail} for i in skipped]
 
 
 def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
@@ -182,7 +234,9 @@ def build_stages(plan: RunPlan, progress: bool = True) -> list[Stage]:
     ex_cfg = exact_dedup_config()
 
     first: list[PipelineStep] = [
-        ZhtwReader(plan.files, cfg.input, issues_dir=str(work / "issues"), progress=progress),
+        ZhtwReader(
+            plan.files, cfg.input, issues_dir=str(work / "issues"), progress=progress, skipped=plan.skipped
+        ),
         *_with_drop_writers(plan, _document_steps(cfg)),
         Tally("filtered"),
     ]
@@ -390,6 +444,8 @@ def _rerun_problem(plan: RunPlan, previous: dict[str, Any] | None, fp: dict[str,
         return f"{where}/run.json is unreadable or records no zhtw-corpus run"
     if old.get("files") != fp["files"]:
         return f"{where} holds a run with other inputs ({_input_difference(old.get('files'), fp['files'])})"
+    if _entries(old.get("skipped", fp["skipped"])) != _entries(fp["skipped"]):
+        return f"{where} holds a run with other inputs (the input entries skipped unopened changed)"
     if old.get("tasks") != fp["tasks"]:
         return (
             f"{where} holds a run with other settings (--tasks {old.get('tasks')}, now {fp['tasks']}; "
@@ -398,6 +454,11 @@ def _rerun_problem(plan: RunPlan, previous: dict[str, Any] | None, fp: dict[str,
     if old.get("config") != fp["config"]:
         return f"{where} holds a run with other settings (the config differs from {where}/run.json)"
     return _shard_problem(plan.output, previous.get("shards"))  # type: ignore[union-attr]
+
+
+def _entries(skipped: Any) -> list[tuple[str, str]]:
+    """(path, reason) of recorded skipped entries (their details may be worded differently)."""
+    return [(e.get("path"), e.get("reason")) for e in skipped] if isinstance(skipped, list) else []
 
 
 def _input_difference(old: Any, new: list[dict[str, Any]]) -> str:
@@ -770,6 +831,7 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
     finished = _is_finished(output, stage_names)
     balance = written + sum(dropped.values()) + sum(unreadable.values())
     bad_files, examples = load_issues(work / "issues")
+    recorded = (_read_run_json(output / "run.json") or {}).get("fingerprint") or {}
     shards = (
         sorted(p for p in (output / "shards").rglob("*") if p.is_file())
         if (output / "shards").is_dir()
@@ -784,6 +846,11 @@ def collect_stats(output: str | Path, stages_order: list[str] | None = None) -> 
             "dropped": dict(sorted(dropped.items())),
             "unreadable": dict(sorted(unreadable.items())),
             "balanced": finished and balance == read,
+            "accounting": ACCOUNTING,
+        },
+        "inputs": {
+            "files": len(recorded.get("files") or []),
+            "skipped": recorded.get("skipped") or [],
         },
         "characters": {
             "read": chars_read,
@@ -893,7 +960,13 @@ def format_summary(stats: dict[str, Any]) -> str:
         )
     total_bytes = sum(s["bytes"] for s in stats.get("shards", []))
     lines.append(f"shards: {len(stats.get('shards', []))} files, {total_bytes / 2**20:.2f} MiB")
-    bad = stats.get("bad_inputs", {}).get("files", {})
+    skipped = stats.get("inputs", {}).get("skipped", [])
+    for entry in skipped[:20]:
+        lines.append(f"skipped input: {entry['path']}: {entry['reason']} ({entry['detail']})")
+    if len(skipped) > 20:
+        lines.append(f"skipped input: ... {len(skipped) - 20} more, each in inputs.skipped of stats.json")
+    shown = {entry["path"] for entry in skipped}
+    bad = {f: r for f, r in stats.get("bad_inputs", {}).get("files", {}).items() if f not in shown}
     for f, reasons in list(bad.items())[:20]:
         lines.append(f"bad input: {f}: " + ", ".join(f"{k}={v}" for k, v in reasons.items()))
     if len(bad) > 20:

@@ -24,8 +24,8 @@ unsupported_compression  bzip2, xz, zip, 7z or lz4 data (whatever the name says)
 utf16_text               UTF-16 (or UTF-32) text: one issue per file, convert it to UTF-8
 truncated_gzip           the gzip stream ends early; every document before the break is kept
 corrupt_gzip             invalid gzip data (bad header, CRC, deflate error, trailing garbage)
-truncated_zstd           the same two for zstandard (``.zst``) data
-corrupt_zstd
+truncated_zstd           the zstandard (``.zst``) stream ends early; every document before it is kept
+corrupt_zstd             invalid zstandard data (bad frame header or checksum, trailing garbage)
 too_large                a unit (JSONL line, WARC record, text file) larger than
                          ``max_unit_bytes`` once decompressed; skipped without holding it whole
 corrupt_warc_record      a WARC record that cannot be parsed; reading resumes at the next record
@@ -55,8 +55,10 @@ the records after it, and no header bytes of the next record can reach a documen
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import glob
+import html as htmllib
 import io
 import logging
 import os
@@ -97,6 +99,7 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "detect_format",
     "expand_inputs",
+    "html_title",
     "iter_file",
     "scan_inputs",
 ]
@@ -139,6 +142,8 @@ _ZSTD_PIECE = 1 << 9  # compressed bytes per zstd call: at most ~22 MiB out, wha
 _WARC_HOLD = 1 << 26  # a WARC gzip member up to this size is CRC-checked before the framer sees it
 _MAX_WARC_HEADER = 1 << 16
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+_MAX_TITLE_CHARS = 1000  # a longer "title" is cut (it is metadata for filters, not text)
+_TITLE_SCAN = 1 << 18  # characters of HTML searched for <title>
 
 
 class InputError(ZhtwError, ValueError):
@@ -154,6 +159,7 @@ class RawDoc:
     url: str | None
     source: str
     date: str | None = None
+    title: str | None = None  # the page title (CCNet ``title``, HTML ``<title>``): spam filters look at it
 
 
 @dataclass(slots=True)
@@ -338,6 +344,7 @@ def scan_inputs(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str
         if _scan_one(given, scan) == 0:
             raise InputError(_nothing_found(given, scan.skipped[before:]))
     scan.files = sorted({os.path.abspath(f) for f in scan.files})
+    scan.skipped = [dataclasses.replace(i, source=os.path.abspath(i.source)) for i in scan.skipped]
     return scan
 
 
@@ -756,6 +763,14 @@ def _pick_text(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, 
     return None, "missing_text", "no text in field(s) " + ", ".join(repr(k) for k in keys)
 
 
+def _title(value: Any) -> str | None:
+    """A title as one short line (None when absent or not a string)."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())[:_MAX_TITLE_CHARS]
+    return text or None
+
+
 def _opt_str(*values: Any) -> str | None:
     for value in values:
         if value is not None and value != "":
@@ -776,6 +791,7 @@ def _record_doc(
         url=url if isinstance(url, str) and url else None,
         source=label,
         date=_opt_str(obj.get("date"), obj.get("date_download")),
+        title=_title(obj.get("title")),
     )
 
 
@@ -851,7 +867,7 @@ def _iter_parquet(label: str, fh: IO[bytes], keys: tuple[str, ...]) -> Iterator[
             ),
         )
         return
-    columns = text_cols + [c for c in ("id", "digest", "url", "date", "date_download") if c in names]
+    columns = text_cols + [c for c in ("id", "digest", "url", "date", "date_download", "title") if c in names]
     row = 0
     for group in range(n_groups):
         group_rows = pf.metadata.row_group(group).num_rows
@@ -959,6 +975,26 @@ def _html_depth_over(html: str, limit: int) -> int | None:
             node, depth = node.parent, depth - 1
         node = node.next if node is not None else None
     return None
+
+
+_TITLE_OPEN = re.compile(r"<title\b[^>]*>", re.IGNORECASE)
+
+
+def html_title(html: str) -> str | None:
+    """The text of the first ``<title>`` of the page (entities decoded, one line), or None.
+
+    Main-text extraction drops the title, so the reader keeps it for the filters that look at it
+    (a gambling brand injected into a copied article's title). Only the first `_TITLE_SCAN`
+    characters are searched, with plain finds, so a hostile page costs linear time.
+    """
+    m = _TITLE_OPEN.search(html, 0, _TITLE_SCAN)
+    if m is None:
+        return None
+    inner = html[m.end() : m.end() + 4 * _MAX_TITLE_CHARS]
+    end = inner.lower().find("</title")
+    if end < 0:
+        return None
+    return _title(htmllib.unescape(re.sub(r"<[^<>]*>", " ", inner[:end])))
 
 
 def _decode_html(payload: bytes, content_type: str | None) -> str:
@@ -1284,7 +1320,7 @@ def _response_item(
     except Exception as e:  # extractors raise many kinds of errors on hostile HTML
         return ReadIssue(label, "html_extraction_failed", where, _oneline(f"{rid}: {type(e).__name__}: {e}"))
     date = record.rec_headers.get_header("WARC-Date") or None
-    return RawDoc(text=text, id=rid, url=url, source=label, date=date)
+    return RawDoc(text=text, id=rid, url=url, source=label, date=date, title=html_title(html))
 
 
 def _http_body(record: Any, cap: int) -> bytes | None:

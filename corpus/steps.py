@@ -133,23 +133,36 @@ class ZhtwReader(BaseReader):
 
     Unlike datatrove's stock readers, nothing is skipped silently: every unreadable unit is
     counted as `unreadable/<reason>`, logged once, and written with its file name to
-    `<issues_dir>/<rank>.jsonl` so the run's stats can name it.
+    `<issues_dir>/<rank>.json` so the run's stats can name it. The input entries that were found
+    but never opened (`skipped`: a FIFO, a broken link, a directory loop, an unlistable directory)
+    are counted the same way by task 0, one unit each, as a file that cannot be opened is.
     """
 
     name = "📖 zh-TW reader"
 
-    def __init__(self, files: list[str], input_cfg: InputConfig, issues_dir: str, progress: bool = True):
+    def __init__(
+        self,
+        files: list[str],
+        input_cfg: InputConfig,
+        issues_dir: str,
+        progress: bool = True,
+        skipped: list[ReadIssue] | None = None,
+    ):
         super().__init__()
         self.files = files
         self.input_cfg = input_cfg
         self.issues_dir = issues_dir
         self.progress = progress
+        self.skipped = list(skipped or [])
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
         shard = self.files[rank::world_size]
         issues = IssueLog()
+        if rank == 0:
+            for issue in self.skipped:
+                self._count_issue(issue, issues)
         total_bytes = sum(_size(f) for f in shard)
         with tqdm(
             total=total_bytes,
@@ -173,25 +186,30 @@ class ZhtwReader(BaseReader):
             text_key=self.input_cfg.text_key,
             fallback_text_keys=tuple(self.input_cfg.fallback_text_keys),
             html_extractor=self.input_cfg.html_extractor,
+            max_unit_bytes=self.input_cfg.unit_bytes(),
         ):
-            self.stat_update("read")
             if isinstance(item, RawDoc) and len(item.text) > limit:
                 detail = f"{len(item.text)} characters > input.max_doc_chars={limit}"
                 item = ReadIssue(item.source, "too_long", f"id {item.id}", detail)
             if isinstance(item, ReadIssue):
-                self.stat_update(f"unreadable/{item.reason}")
-                if issues.add(item) <= MAX_ISSUES_LOGGED_PER_TASK:
-                    logger.warning(f"{item.source} ({item.where}): {item.reason}: {item.detail}")
+                self._count_issue(item, issues)
             else:
+                self.stat_update("read")
                 yield self._to_document(item)
+
+    def _count_issue(self, item: ReadIssue, issues: IssueLog) -> None:
+        """One unit read and unreadable: counted by reason, recorded by file, logged (up to a cap)."""
+        self.stat_update("read")
+        self.stat_update(f"unreadable/{item.reason}")
+        if issues.add(item) <= MAX_ISSUES_LOGGED_PER_TASK:
+            logger.warning(f"{item.source} ({item.where}): {item.reason}: {item.detail}")
 
     def _to_document(self, raw: RawDoc) -> Document:
         self.stat_update("chars_read", value=len(raw.text))
-        return Document(
-            text=raw.text,
-            id=raw.id,
-            metadata={"url": raw.url, "source": raw.source, "date": raw.date},
-        )
+        metadata = {"url": raw.url, "source": raw.source, "date": raw.date}
+        if raw.title:
+            metadata["title"] = raw.title
+        return Document(text=raw.text, id=raw.id, metadata=metadata)
 
 
 def _size(path: str) -> int:
@@ -489,7 +507,7 @@ def output_adapter(self: Any, document: Document) -> dict:
 
 
 class DropAdapter:
-    """Records of dropped documents: the output fields plus drop_reason and drop_step (a stock
+    """Records of dropped documents: the output fields plus title, drop_reason and drop_step (a stock
     dedup filter does not set them, so the writer's own reason and step are the defaults)."""
 
     def __init__(self, reason: str | None = None, step: str | None = None):
@@ -499,6 +517,7 @@ class DropAdapter:
         meta = document.metadata
         return {
             **output_adapter(writer, document),
+            "title": meta.get("title"),
             "drop_reason": meta.get("drop_reason", self.reason),
             "drop_step": meta.get("drop_step", self.step),
         }

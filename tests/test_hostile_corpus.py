@@ -416,3 +416,158 @@ def test_slurm_without_partition_touches_nothing(tmp_path: Path, capsys: pytest.
     assert run(make_inputs(tmp_path / "in"), out, "--executor", "slurm") == 1
     assert "--slurm-partition" in one_line_error(capsys)
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- 6. what the input scan skips
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_broken_link_and_link_loop_in_an_input_dir_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """None of the three is opened (a FIFO would block the run for ever); each is one unreadable
+    unit in the balance, named with its reason in stats.json and in the printed summary."""
+    inputs = make_inputs(tmp_path / "in")
+    os.mkfifo(inputs / "pipe.jsonl")
+    os.symlink(inputs / "gone.jsonl", inputs / "dangling.jsonl")
+    os.symlink(inputs, inputs / "loop")  # a directory link back to the input directory
+    out = tmp_path / "out"
+    assert run(inputs, out) == 0
+    console = capsys.readouterr().out
+    stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    expected = {
+        str(inputs / "pipe.jsonl"): "not_regular_file",
+        str(inputs / "dangling.jsonl"): "broken_link",
+        str(inputs / "loop"): "symlink_loop",
+    }
+    assert {e["path"]: e["reason"] for e in stats["inputs"]["skipped"]} == expected
+    assert {f: r for f, r in stats["bad_inputs"]["files"].items()} == {p: {r: 1} for p, r in expected.items()}
+    d = stats["documents"]
+    assert d["unreadable"] == {"broken_link": 1, "not_regular_file": 1, "symlink_loop": 1}
+    assert d["read"] == len(ZH_TW) + 3 and d["written"] == len(ZH_TW) and d["balanced"]
+    assert "skipped unopened" in d["accounting"]
+    for path, reason in expected.items():
+        assert f"skipped input: {path}: {reason}" in console
+    assert run(inputs, out) == 0  # the rerun is a no-op, not "other inputs"
+    assert "done, skipped" in capsys.readouterr().out
+
+
+def test_too_large_jsonl_line_is_counted_and_the_rest_is_read(tmp_path: Path) -> None:
+    """input.max_unit_bytes reaches the reader: the oversized line is `too_large`, never held whole."""
+    inputs = tmp_path / "in"
+    huge = json.dumps({"text": "大" * 20_000}, ensure_ascii=False)  # 60 KB of UTF-8
+    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in ZH_TW]
+    inputs.mkdir()
+    (inputs / "mixed.jsonl").write_text("\n".join([*lines[:3], huge, *lines[3:]]) + "\n", encoding="utf-8")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input:\n  max_unit_bytes: 50000\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert run(inputs, out, "--config", str(cfg)) == 0
+    stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    assert stats["documents"]["unreadable"] == {"too_large": 1}
+    assert stats["bad_inputs"]["files"] == {str(inputs / "mixed.jsonl"): {"too_large": 1}}
+    assert sorted(texts_written(out)) == sorted(ZH_TW)
+    assert stats["documents"]["balanced"]
+
+
+def test_max_unit_bytes_is_derived_from_max_doc_chars(tmp_path: Path) -> None:
+    """By default the byte cap follows input.max_doc_chars (6 bytes a character + 1 MiB): a 2 MB
+    line under max_doc_chars=1000 is refused before it is decoded (too_large, not too_long)."""
+    from zhtw.corpus.config import InputConfig
+
+    assert InputConfig(max_doc_chars=1000).unit_bytes() == 6000 + 2**20
+    assert InputConfig(max_doc_chars=1000, max_unit_bytes=123).unit_bytes() == 123
+    inputs = tmp_path / "in"
+    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in ZH_TW]
+    inputs.mkdir()
+    huge = json.dumps({"text": "x" * 2_000_000})
+    (inputs / "a.jsonl").write_text("\n".join([huge, *lines]) + "\n", encoding="utf-8")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input:\n  max_doc_chars: 1000\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert run(inputs, out, "--config", str(cfg)) == 0
+    stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    assert stats["documents"]["unreadable"] == {"too_large": 1}
+    assert sorted(texts_written(out)) == sorted(ZH_TW)
+
+
+# --------------------------------------------------------------------------- 7. Ctrl-C
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path: Path) -> None:
+    """A real SIGINT to the whole process group (what Ctrl-C in a terminal sends) mid-run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(8):
+        texts = [f"{t}第{i}批第{j}則。" for j in range(400) for t in ZH_TW]
+        write_jsonl(inputs / f"part{i}.jsonl", texts)
+    cmd = [sys.executable, "-m", "zhtw.corpus.cli", "run", str(inputs), "--output", str(tmp_path / "out")]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # wait until the first stage is running
+            if line.startswith("[1/"):
+                break
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "zhtw-corpus: interrupted; rerun the same command to resume (finished tasks are kept)"
+    ]
+
+
+# --------------------------------------------------------------------------- 8. every reason documented
+
+
+def _reasons_in_code() -> set[str]:
+    """Every unreadable reason the readers and the reader step can produce, found in their source."""
+    import re
+
+    from zhtw.corpus import readers, steps
+
+    src = Path(readers.__file__).read_text(encoding="utf-8") + Path(steps.__file__).read_text(
+        encoding="utf-8"
+    )
+    first_arg = r"\(\s*(?:[^,()]|\([^()]*\))+,\s*"  # e.g. `(label, ` or `(show_path(directory), `
+    found = set(re.findall(rf'(?:ReadIssue|_skip){first_arg}"([a-z0-9_]+)"', src))
+    found |= set(re.findall(r'(?:_Framed\(None|return None), "([a-z0-9_]+)"', src))
+    found |= set(re.findall(r'^\s+"([a-z0-9]+_[a-z0-9_]+)",\n\s+f?"this file is', src, re.MULTILINE))
+    kinds = set(re.findall(r'_error\(\s*"([a-z]+)"', src))
+    return found | {f"{k}_{c}" for k in kinds for c in ("gzip", "zstd")}
+
+
+def test_every_unreadable_reason_is_documented_in_the_stats_docs() -> None:
+    from zhtw.corpus import pipeline, readers
+
+    reasons = _reasons_in_code()
+    named = {"not_regular_file", "broken_link", "symlink_loop", "unreadable_dir", "unsupported_compression"}
+    named |= {
+        "utf16_text",
+        "truncated_zstd",
+        "corrupt_zstd",
+        "too_large",
+        "bad_content_length",
+        "html_too_deep",
+    }
+    assert named | {"missing_text", "text_not_string"} <= reasons and len(reasons) >= 28
+    stats_doc, readers_doc = pipeline.__doc__ or "", readers.__doc__ or ""
+    assert [r for r in sorted(reasons) if f"``{r}``" not in stats_doc] == []
+    assert [r for r in sorted(reasons - {"too_long"}) if f"\n{r} " not in readers_doc] == []

@@ -151,12 +151,16 @@ def write_bad_inputs(d: Path) -> dict[str, str]:
     (d / "empty.jsonl").write_bytes(b"")
     huge = json.dumps({"text": "長" * (50 * 2**20 // 3), "id": "huge"}, ensure_ascii=False)  # a 50 MB line
     (d / "huge.jsonl").write_text(lines[2] + "\n" + huge + "\n" + lines[4] + "\n", encoding="utf-8")
+    # 3 MB of UTF-8: under the byte cap, over max_doc_chars
+    long = json.dumps({"text": "長" * 1_000_100, "id": "long"}, ensure_ascii=False)
+    (d / "long.jsonl").write_text(lines[1] + "\n" + long + "\n", encoding="utf-8")
     return {
         "invalid_json.jsonl": "invalid_json",
         "truncated.jsonl.gz": "truncated_gzip",
         "bad_utf8.jsonl": "invalid_utf8",
         "empty.jsonl": "empty_file",
-        "huge.jsonl": "too_long",
+        "huge.jsonl": "too_large",  # over input.max_unit_bytes (7 MB by default): never decoded
+        "long.jsonl": "too_long",  # over input.max_doc_chars once decoded
     }
 
 

@@ -319,6 +319,36 @@ def test_warc_responses_html_and_not(tmp_path: Path) -> None:
     assert "tea farming" in traf[0].text and "Big5 編碼的臺灣網頁" in traf[1].text
 
 
+def test_page_titles_reach_the_documents(tmp_path: Path) -> None:
+    """CCNet's `title` field, a Parquet `title` column and a WARC response's HTML <title> (entities
+    decoded, one line) become RawDoc.title: the spam_injection filter looks at titles."""
+    page = _html("疫情影響&amp;企業站位_華體會\n官網", "一篇被複製的文章，標題裡藏著博彩品牌。").encode()
+    warc = tmp_path / "pages.warc.gz"
+    warc.write_bytes(
+        _warcinfo() + _response(page) + _response(b"<html><body><p>no title here</p></body></html>")
+    )
+    docs, _ = _split(list(iter_file(warc)))
+    assert [d.title for d in docs] == ["疫情影響&企業站位_華體會 官網", None]
+    jsonl = tmp_path / "ccnet.jsonl"
+    rows = [{"raw_content": "正文", "title": "PE管件_ope体育app"}, {"raw_content": "正文", "title": 3}]
+    jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert [d.title for d in iter_file(jsonl)] == ["PE管件_ope体育app", None]
+    parquet = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["正文"], "title": ["币游国际_官网"]}), parquet)
+    assert [d.title for d in iter_file(parquet)] == ["币游国际_官网"]
+
+
+def test_html_title_is_cheap_on_hostile_markup() -> None:
+    import time
+
+    from zhtw.corpus.readers import html_title
+
+    start = time.perf_counter()
+    assert html_title("<title>" * 200_000) is None  # never closed
+    assert html_title("<TITLE>a<b>c</b>" + "<" * 2000 + "</title>") is not None
+    assert time.perf_counter() - start < 5
+
+
 # --------------------------------------------------------------------------- JSONL
 
 

@@ -96,6 +96,29 @@ def test_real_injected_pages_are_caught_and_zh_tw_is_not(shared_data: Path) -> N
                 assert spam_injection(_clean(raw), "", tags, FC) is None, (name, raw[:80])
 
 
+@pytest.mark.shared_data
+def test_real_gambling_brands_in_ccnet_titles_are_dropped(shared_data: Path, tmp_path: Path) -> None:
+    """Two real CCNet pages whose only spam is the title (币游国际, ope体育): a real run reads the
+    title and drops both as spam_injection."""
+    rows = [
+        r for r in _ccnet(shared_data) if any(b in (r.get("title") or "") for b in ("币游国际", "ope体育"))
+    ]
+    assert len(rows) == 2
+    src = tmp_path / "ccnet.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(src), "--output", str(out), "--workers", "1", "--no-progress", "--keep-dropped"])
+    assert e.value.code == 0
+    dropped = _records(out / "dropped")
+    assert sorted((r["drop_reason"], r["title"]) for r in dropped) == sorted(
+        ("spam_injection", r["title"]) for r in rows
+    )
+    stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    dropped_counts = {k: v for k, v in stats["documents"]["dropped"].items() if v}
+    assert dropped_counts == {"spam_injection": 2} and stats["documents"]["written"] == 0
+
+
 # --- product listings -------------------------------------------------------------------------
 
 LISTING = (
