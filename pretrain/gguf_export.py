@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from zhtw.common.errors import ZhtwError
+from zhtw.common.fsutil import show_path
 
 __all__ = ["GGUFExportError", "gguf_tensor_name", "permute_qk", "read_back", "write_gguf"]
 
@@ -105,55 +106,40 @@ def _convert(array: np.ndarray, target: Any) -> np.ndarray:
     return quantize(array.astype(np.float32), target)
 
 
-def _vocab(out: Path, rows: int) -> dict[str, Any]:
-    """Tokens, scores, types and special ids from tokenizer.model, padded to the embedding rows."""
-    from gguf import TokenType
-    from sentencepiece import sentencepiece_model_pb2 as pb
+def _vocab(out: Path, rows: int) -> Any:
+    """The GGUF vocabulary of the exported directory, from its tokenizer backend, padded to the embedding rows."""
+    from zhtw.tokenizer.backends import backend_for_dir
+    from zhtw.tokenizer.errors import TokenizerStageError
 
-    model_file = out / "tokenizer.model"
-    if not model_file.is_file():
+    try:
+        return backend_for_dir(out).gguf_vocab(out, rows)
+    except TokenizerStageError as e:
         raise GGUFExportError(
-            f"{out} has no tokenizer.model; the GGUF vocabulary is written from the SentencePiece model that "
-            "`zhtw-tok build` produces (rerun the export from a prepared model that has it)."
-        )
-    proto = pb.ModelProto()
-    proto.ParseFromString(model_file.read_bytes())
-    kinds = {
-        pb.ModelProto.SentencePiece.NORMAL: TokenType.NORMAL,
-        pb.ModelProto.SentencePiece.UNKNOWN: TokenType.UNKNOWN,
-        pb.ModelProto.SentencePiece.CONTROL: TokenType.CONTROL,
-        pb.ModelProto.SentencePiece.USER_DEFINED: TokenType.USER_DEFINED,
-        pb.ModelProto.SentencePiece.UNUSED: TokenType.UNUSED,
-        pb.ModelProto.SentencePiece.BYTE: TokenType.BYTE,
-    }
-    if len(proto.pieces) > rows:
-        raise GGUFExportError(
-            f"tokenizer.model has {len(proto.pieces):,} pieces but the model only {rows:,} embedding rows."
-        )
-    tokens = [p.piece.encode("utf-8") for p in proto.pieces]
-    scores = [float(p.score) for p in proto.pieces]
-    types = [int(kinds[p.type]) for p in proto.pieces]
-    for i in range(len(proto.pieces), rows):  # pad rows: never produced by the tokenizer
-        tokens.append(f"[PAD{i}]".encode())
-        scores.append(-1000.0)
-        types.append(int(TokenType.UNUSED))
-    config_path = out / "tokenizer_config.json"
-    tok_config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    t = proto.trainer_spec
-    return {
-        "tokens": tokens,
-        "scores": scores,
-        "types": types,
-        "bos": t.bos_id,
-        "eos": t.eos_id,
-        "unk": t.unk_id,
-        "pad": t.pad_id,
-        "add_bos": bool(tok_config.get("add_bos_token", True)),
-        "add_eos": bool(tok_config.get("add_eos_token", False)),
-        "add_space_prefix": bool(proto.normalizer_spec.add_dummy_prefix),
-        "remove_extra_whitespaces": bool(proto.normalizer_spec.remove_extra_whitespaces),
-        "pieces": len(proto.pieces),
-    }
+            f"{show_path(out)}: no GGUF vocabulary ({e}); export from a prepared model whose tokenizer "
+            "`zhtw-tok build` wrote."
+        ) from e
+
+
+def _add_vocab(writer: Any, vocab: Any) -> None:
+    """The tokenizer.ggml.* fields: model and pre-tokenizer written explicitly, never guessed by llama.cpp."""
+    writer.add_tokenizer_model(vocab.model)
+    writer.add_tokenizer_pre(vocab.pre)
+    writer.add_token_list(vocab.tokens)
+    if vocab.scores is not None:
+        writer.add_token_scores(vocab.scores)
+    writer.add_token_types(vocab.types)
+    if vocab.merges is not None:
+        writer.add_token_merges(vocab.merges)
+    adders = {"bos": writer.add_bos_token_id, "eos": writer.add_eos_token_id,
+              "unk": writer.add_unk_token_id, "pad": writer.add_pad_token_id}  # fmt: skip
+    for key, token_id in vocab.special_ids.items():
+        adders[key](token_id)
+    writer.add_add_bos_token(vocab.add_bos)
+    writer.add_add_eos_token(vocab.add_eos)
+    if vocab.add_space_prefix is not None:
+        writer.add_add_space_prefix(vocab.add_space_prefix)
+    if vocab.remove_extra_whitespaces is not None:
+        writer.add_remove_extra_whitespaces(vocab.remove_extra_whitespaces)
 
 
 def write_gguf(out: Path, qtype: str = "f16", log: Log = print) -> dict[str, Any]:
@@ -204,19 +190,7 @@ def write_gguf(out: Path, qtype: str = "f16", log: Log = print) -> dict[str, Any
     writer.add_vocab_size(rows)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "q8_0" else gguf.LlamaFileType.MOSTLY_F16)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    writer.add_tokenizer_model("llama")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(vocab["tokens"])
-    writer.add_token_scores(vocab["scores"])
-    writer.add_token_types(vocab["types"])
-    for key, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id),
-                     ("unk", writer.add_unk_token_id), ("pad", writer.add_pad_token_id)):  # fmt: skip
-        if vocab[key] >= 0:
-            add(vocab[key])
-    writer.add_add_bos_token(vocab["add_bos"])
-    writer.add_add_eos_token(vocab["add_eos"])
-    writer.add_add_space_prefix(vocab["add_space_prefix"])
-    writer.add_remove_extra_whitespaces(vocab["remove_extra_whitespaces"])
+    _add_vocab(writer, vocab)
 
     # pass 1: tensor infos (shapes and byte sizes), pass 2: data in the same order
     plan: list[tuple[str, str, Any, tuple[int, ...]]] = []
@@ -295,19 +269,21 @@ def read_back(path: Path, out: Path) -> dict[str, Any]:
         "llama.attention.head_count_kv": int(
             config.get("num_key_value_heads") or config["num_attention_heads"]
         ),
-        "tokenizer.ggml.model": "llama",
-        "tokenizer.ggml.bos_token_id": vocab["bos"],
-        "tokenizer.ggml.eos_token_id": vocab["eos"],
+        "tokenizer.ggml.model": vocab.model,
+        "tokenizer.ggml.pre": vocab.pre,
+        **{f"tokenizer.ggml.{k}_token_id": i for k, i in vocab.special_ids.items() if k in ("bos", "eos")},
     }
     for key, value in expect.items():
         got = _field(reader, key)
         if got != value:
             raise GGUFExportError(f"{path}: {key} is {got!r}, expected {value!r}")
     tokens = _field(reader, "tokenizer.ggml.tokens")
-    if [t.encode("utf-8") for t in tokens] != vocab["tokens"]:
-        raise GGUFExportError(f"{path}: the token list differs from tokenizer.model")
-    if list(_field(reader, "tokenizer.ggml.token_type")) != vocab["types"]:
-        raise GGUFExportError(f"{path}: the token types differ from tokenizer.model")
+    if [t.encode("utf-8") for t in tokens] != vocab.tokens:
+        raise GGUFExportError(f"{path}: the token list differs from the tokenizer's")
+    if list(_field(reader, "tokenizer.ggml.token_type")) != vocab.types:
+        raise GGUFExportError(f"{path}: the token types differ from the tokenizer's")
+    if vocab.merges is not None and list(_field(reader, "tokenizer.ggml.merges")) != vocab.merges:
+        raise GGUFExportError(f"{path}: the merges differ from the tokenizer's")
     shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in reader.tensors}
     want: dict[str, tuple[int, ...]] = {}
     for name, handle in _tensors(out):
