@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ZHTW_SHARED_DATA", REPO.parent / "shared" / "data"))
+LLAMACPP_BIN = Path(os.environ.get("ZHTW_LLAMACPP_DIR", Path.home() / ".cache/zhtw/llama.cpp")) / "bin"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,3 +36,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def llama_tokenize() -> Callable[[Path, str], list[int]]:
+    """llama.cpp's own tokenizer (`llama-tokenize`, BOS as the GGUF metadata asks); skips when not built."""
+    exe = LLAMACPP_BIN / "llama-tokenize"
+    if not exe.is_file():
+        pytest.skip(f"llama.cpp is not built; run `bash scripts/build_llamacpp.sh` (caches it in {LLAMACPP_BIN})")
+
+    def run(gguf: Path, text: str) -> list[int]:
+        proc = subprocess.run([str(exe), "-m", str(gguf), "-p", text, "--ids", "--log-disable"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    return run

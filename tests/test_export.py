@@ -331,6 +331,22 @@ def test_gguf_q8_0_and_tied_head(tiny, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.llamacpp
+def test_llama_cpp_binary_tokenises_the_sentencepiece_gguf_like_hf(exported, tiny, llama_tokenize):
+    """llama.cpp built from source (scripts/build_llamacpp.sh): same ids as the exported HF tokenizer."""
+    from transformers import AutoTokenizer
+
+    from zhtw.tokenizer.textfiles import iter_path_texts
+
+    out, meta = exported
+    tok = AutoTokenizer.from_pretrained(out)
+    shard = next((tiny / "corpus" / "shards").glob("*.jsonl.gz"))
+    texts = [t[:300] for t, _ in zip(iter_path_texts(shard), range(40))] + TEXTS
+    for text in texts:
+        assert llama_tokenize(out / meta["gguf"]["file"], text) == tok(text)["input_ids"], text
+
+
+@pytest.mark.slow
 def test_llama_cpp_tokenises_and_scores_like_transformers(exported, tiny):
     """Where llama-cpp-python is installed: same token ids as the HF tokenizer, logits within f16 tolerance."""
     llama_cpp = pytest.importorskip("llama_cpp")
