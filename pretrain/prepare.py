@@ -1,10 +1,10 @@
 """`zhtw-pretrain prepare`: resize a base Llama-family model to the extended tokenizer and initialise the new rows.
 
 Why a separate stage: training should start from a saved, resized base (otherwise every adapter checkpoint also
-stores the full embedding matrices), and the new rows should start where they do the least harm. The default
-`mean-subtoken` initialisation sets each new row (input embedding and output head) to the mean of the base rows
-of the pieces that the *base* tokenizer splits the new piece into, so a new token starts out meaning roughly what
-its old spelling meant, and English, which never uses the new (CJK) pieces, keeps its next-token distribution.
+stores the full embedding matrices), and the new rows should start where they do the least harm. The methods
+live in `zhtw.pretrain.init_methods` (`--init`): the default `distill` gives a new piece's output row the base's
+probability of its sub-token sequence and distils its input row from that sequence; `mean-subtoken` (the mean
+of the sub-tokens' base rows) takes a quarter of English's probability mass on a base that knows Chinese.
 
 Reads top to bottom: check the tokenizer against the model, exit early when the output already matches the
 inputs, load, resize and initialise, save the model and the tokenizer files, and write `zhtw_prepare.json` last
@@ -47,6 +47,7 @@ from zhtw.common.fsutil import (
     sha256_file,
     show_path,
 )
+from zhtw.pretrain.init_methods import DEFAULT_INIT, INIT_METHODS, INITS, InitError, initialise_new_rows
 
 __all__ = [
     "ADAPTER_RECORD",
@@ -80,7 +81,6 @@ Log = Callable[[str], None]
 FORMAT = "zhtw-prepare/1"
 METADATA = "zhtw_prepare.json"
 TOKENIZER_METADATA = "zhtw_tokenizer.json"
-INITS: tuple[str, ...] = ("mean-subtoken", "mean", "random")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.model",
@@ -223,16 +223,18 @@ def _load_proto(path: Path) -> Any:
 
 @dataclass
 class ExtendedTokenizer:
-    """A `zhtw-tok build` output directory: its SentencePiece model, metadata and hash."""
+    """A `zhtw-tok build` output directory: its backend, metadata, defining file's hash (and, for SentencePiece,
+    its parsed model)."""
 
     directory: Path
-    proto: Any  # sentencepiece ModelProto
+    proto: Any  # sentencepiece ModelProto (None for other backends)
     meta: dict[str, Any]
     sha256: str
+    backend: Any = None  # zhtw.tokenizer.backends.TokenizerBackend
 
     @property
     def size(self) -> int:
-        return len(self.proto.pieces)
+        return len(self.proto.pieces) if self.proto is not None else int(self.meta["vocab_size"])
 
     @property
     def base_vocab_size(self) -> int:
@@ -240,12 +242,34 @@ class ExtendedTokenizer:
 
     @property
     def added_pieces(self) -> list[str]:
+        if self.proto is None:
+            return self.backend.tokens(self.directory)[self.base_vocab_size :]
         return [p.piece for p in self.proto.pieces[self.base_vocab_size :]]
+
+    @property
+    def files(self) -> list[str]:
+        """The files that make up the tokenizer (as recorded at build time) and its metadata."""
+        return sorted({*self.meta.get("files", {}), TOKENIZER_METADATA})
+
+    def subtoken_ids(self) -> list[list[int]]:
+        """Base ids of every added token, through the tokenizer's backend."""
+        out = self.backend.new_token_subtokens(self.directory, self.meta)
+        empty = [t for t, ids in zip(self.added_pieces, out) if not ids]
+        if empty:
+            raise TokenizerMismatchError(
+                f"the base tokenizer encodes {empty[:3]} to no ids; these tokens cannot be initialised."
+            )
+        return out
 
 
 def load_extended_tokenizer(directory: str | Path) -> ExtendedTokenizer:
     """Load and self-check a `zhtw-tok build` output; raise `TokenizerMismatchError` saying how to make one."""
     d = Path(directory).expanduser()
+    from zhtw.tokenizer.backends import backend_for_dir
+
+    backend = backend_for_dir(d)
+    if backend.name != "sentencepiece":
+        return _load_other_backend(d, backend)
     missing = [name for name in TOKENIZER_FILES if not (d / name).is_file()]
     if missing:
         raise TokenizerMismatchError(
@@ -271,7 +295,28 @@ def load_extended_tokenizer(directory: str | Path) -> ExtendedTokenizer:
             "was edited after the build. Rebuild it with `zhtw-tok build --base MODEL_DIR ... --overwrite`."
         )
     return ExtendedTokenizer(
-        directory=d.resolve(), proto=proto, meta=meta, sha256=sha256_file(d / "tokenizer.model")
+        directory=d.resolve(), proto=proto, meta=meta, sha256=sha256_file(d / "tokenizer.model"), backend=backend
+    )
+
+
+def _load_other_backend(d: Path, backend: Any) -> ExtendedTokenizer:
+    """A non-SentencePiece build (byte-level BPE): metadata and recorded hashes checked, sizes agree."""
+    meta = _tokenizer_metadata(d)
+    missing = [name for name in meta["files"] if not (d / name).is_file()]
+    changed = [n for n, digest in meta["files"].items() if n not in missing and not files_intact(d, {n: digest})]
+    if missing or changed:
+        raise TokenizerMismatchError(
+            f"{show_path(d)}: {', '.join(missing + changed)} missing or no longer matching the SHA-256 recorded in "
+            f"{TOKENIZER_METADATA}. Rebuild the tokenizer with `zhtw-tok build --base MODEL_DIR ... --overwrite`."
+        )
+    tokens = backend.tokens(d)
+    if len(tokens) != int(meta["vocab_size"]):
+        raise TokenizerMismatchError(
+            f"{show_path(d)}: tokenizer.json has {len(tokens):,} ids but {TOKENIZER_METADATA} records "
+            f"{meta['vocab_size']:,}; rebuild it with `zhtw-tok build ... --overwrite`."
+        )
+    return ExtendedTokenizer(
+        directory=d.resolve(), proto=None, meta=meta, sha256=sha256_file(d / "tokenizer.json"), backend=backend
     )
 
 
@@ -313,6 +358,9 @@ def check_tokenizer_matches_model(base: str | Path, tok: ExtendedTokenizer) -> A
         f"--output NEW_TOKENIZER_DIR`, then pass --tokenizer NEW_TOKENIZER_DIR."
     )
     head = f"the tokenizer {tok.directory} was not built on the tokenizer of {base_dir}"
+    if tok.proto is None:
+        _check_json_base(base_dir / "tokenizer.json", tok, head, fix)
+        return None
     model_file = base_dir / "tokenizer.model"
     if model_file.is_file():
         base_proto = _load_proto(model_file)
@@ -359,6 +407,27 @@ def check_tokenizer_matches_model(base: str | Path, tok: ExtendedTokenizer) -> A
     )
 
 
+def _check_json_base(json_file: Path, tok: ExtendedTokenizer, head: str, fix: str) -> None:
+    """A byte-level build against the model's own tokenizer.json: same tokens at every base id, same merges."""
+    if not json_file.is_file():
+        raise TokenizerMismatchError(
+            f"{json_file.parent} holds no tokenizer.json, so the extended tokenizer cannot be checked against "
+            f"it; copy the model's original tokenizer.json into {json_file.parent} and run again."
+        )
+    n = tok.base_vocab_size
+    theirs = _pieces_from_tokenizer_json(json_file)
+    ours = tok.backend.tokens(tok.directory)
+    differ = next((i for i in range(n) if theirs.get(i) != ours[i]), None)
+    if len(theirs) != n or differ is not None:
+        where = f"token {differ} is {theirs.get(differ)!r} there but {ours[differ]!r} here" if differ is not None \
+            else f"it has {len(theirs):,} ids, the extended tokenizer's base had {n:,}"
+        raise TokenizerMismatchError(f"{head}: {where}. {fix}")
+    base_merges = json.loads(json_file.read_text(encoding="utf-8"))["model"]["merges"]
+    extended = json.loads((tok.directory / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"]
+    if extended[: len(base_merges)] != base_merges:
+        raise TokenizerMismatchError(f"{head}: the same tokens, but other merges. {fix}")
+
+
 def base_subtoken_ids(base_proto: Any, pieces: Sequence[str]) -> list[list[int]]:
     """The base ids each piece splits into under the base tokenizer, exactly as the piece's text.
 
@@ -386,69 +455,6 @@ def base_subtoken_ids(base_proto: Any, pieces: Sequence[str]) -> list[list[int]]
 # resizing and initialisation
 
 
-def _mean_of_groups(base_rows: Any, groups: Sequence[Sequence[int]]) -> Any:
-    """Row k of the result = mean of base_rows[groups[k]], computed in float32."""
-    import torch
-
-    flat = torch.tensor([i for g in groups for i in g], dtype=torch.long)
-    owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(g) for g in groups]))
-    sums = torch.zeros(len(groups), base_rows.shape[1], dtype=torch.float32)
-    sums.index_add_(0, owner, base_rows.float()[flat])
-    return sums / torch.tensor([len(g) for g in groups], dtype=torch.float32)[:, None]
-
-
-def _fill_rows(
-    weight: Any, n_base: int, subtokens: Sequence[Sequence[int]], init: str, std: float, generator: Any
-) -> None:
-    """Overwrite rows n_base.. of a weight matrix in place: new pieces first, then pad rows."""
-    import torch
-
-    rows = weight.shape[0]
-    n_new = len(subtokens)
-    base = weight[:n_base].float()
-    with torch.no_grad():
-        if init == "random":
-            fresh = torch.empty(rows - n_base, weight.shape[1], dtype=torch.float32)
-            fresh.normal_(0.0, std, generator=generator)
-        else:
-            mean = base.mean(dim=0, keepdim=True)
-            fresh = mean.expand(rows - n_base, -1).clone()
-            if init == "mean-subtoken" and n_new:
-                fresh[:n_new] = _mean_of_groups(base, subtokens)
-        weight[n_base:] = fresh.to(weight.dtype)
-
-
-def initialise_new_rows(
-    model: Any, n_base: int, rows: int, subtokens: Sequence[Sequence[int]], init: str = "mean-subtoken"
-) -> bool:
-    """Resize input embeddings and output head of `model` to `rows` and initialise every row from `n_base` on.
-
-    Rows [n_base, n_base + len(subtokens)) are the new pieces, the rest pad rows. `mean-subtoken`: each new row
-    of each matrix = mean of that matrix's base rows listed in `subtokens`, pad rows = mean base row; `mean`:
-    every row = mean base row; `random`: normal(0, config.initializer_range), seeded. Rows below n_base are
-    copied bit for bit and the dtype is kept. Returns whether the input and output matrices are tied.
-    """
-    import torch
-
-    if init not in INITS:
-        raise PrepareError(f"--init {init!r} is unknown; choose one of {', '.join(INITS)}.")
-    if n_base + len(subtokens) > rows:
-        raise PrepareError(f"{rows} embedding rows cannot hold {n_base} base + {len(subtokens)} new pieces.")
-    model.resize_token_embeddings(rows, mean_resizing=False)
-    emb = model.get_input_embeddings().weight
-    out_layer = model.get_output_embeddings()
-    head = None if out_layer is None else out_layer.weight
-    tied = head is None or head is emb or head.data_ptr() == emb.data_ptr()
-    std = float(getattr(model.config, "initializer_range", 0.02))
-    generator = torch.Generator().manual_seed(RANDOM_SEED)
-    _fill_rows(emb.data, n_base, subtokens, init, std, generator)
-    if not tied:
-        if head.shape[0] != rows:
-            raise PrepareError(f"the output head has {head.shape[0]} rows after resizing, expected {rows}.")
-        _fill_rows(head.data, n_base, subtokens, init, std, generator)
-    return tied
-
-
 # --------------------------------------------------------------------------------------------------------------
 # the stage
 
@@ -464,7 +470,7 @@ def _inputs(
     """What a rerun compares: base files, tokenizer files and settings (not paths: moved inputs are the same)."""
     return {
         "base_model_files_sha256": base_files,
-        "tokenizer_files_sha256": {name: sha256_file(tok.directory / name) for name in TOKENIZER_FILES},
+        "tokenizer_files_sha256": {name: sha256_file(tok.directory / name) for name in tok.files},
         "init": init,
         "pad_to_multiple_of": pad,
         "dtype": dtype,
@@ -502,7 +508,7 @@ def prepare_model(
     base: str | Path,
     tokenizer: str | Path,
     output: str | Path,
-    init: str = "mean-subtoken",
+    init: str = DEFAULT_INIT,
     pad_to_multiple_of: int = 64,
     dtype: str = "auto",
     overwrite: bool = False,
@@ -572,15 +578,18 @@ def _resize_and_save(
             "model this tokenizer belongs to (was it already prepared?). Pass the original base model as --base."
         )
     subtokens = (
-        base_subtoken_ids(base_proto, tok.added_pieces)
-        if init == "mean-subtoken"
+        (base_subtoken_ids(base_proto, tok.added_pieces) if tok.proto is not None else tok.subtoken_ids())
+        if INIT_METHODS[init].needs_subtokens
         else [[]] * (n_tok - n_base)
     )
     log(f"loading {base_dir} ({base_rows:,} embedding rows) ...")
     load_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=load_dtype)
     model.eval()
-    tied = initialise_new_rows(model, n_base, rows, subtokens, init)
+    try:
+        tied = initialise_new_rows(model, n_base, rows, subtokens, init)
+    except InitError as e:
+        raise PrepareError(str(e)) from e
     resolved_dtype = str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
     pad_rows = [n_tok, rows] if rows > n_tok else None
     log(
@@ -591,10 +600,10 @@ def _resize_and_save(
 
     log(f"saving to {out} ...")
     model.save_pretrained(out)
-    for name in TOKENIZER_FILES:
+    for name in tok.files:
         shutil.copyfile(tok.directory / name, out / name)
     written = sorted(
-        {p.name for pat in (*_MODEL_OUTPUT_PATTERNS, *TOKENIZER_FILES) for p in out.glob(pat) if p.is_file()}
+        {p.name for pat in (*_MODEL_OUTPUT_PATTERNS, *tok.files) for p in out.glob(pat) if p.is_file()}
     )
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -664,9 +673,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init",
         choices=INITS,
-        default="mean-subtoken",
-        help="new rows: mean of the base rows of the pieces the base tokenizer splits the new piece into; "
-        "'mean' and 'random' are for comparison",
+        default=DEFAULT_INIT,
+        help="how the new rows start: " + "; ".join(f"'{m.name}': {m.help}" for m in INIT_METHODS.values()),
     )
     p.add_argument(
         "--pad-to-multiple-of",

@@ -80,7 +80,7 @@ def ext_tokenizer(shared_data: Path, stories: Path, tmp_path_factory: pytest.Tem
 @pytest.fixture(scope="module")
 def prepared(stories: Path, ext_tokenizer: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prep") / "stories_prepared"
-    prepare_model(stories, ext_tokenizer, out, **QUIET)
+    prepare_model(stories, ext_tokenizer, out, init="mean-subtoken", **QUIET)
     return out
 
 
@@ -192,7 +192,7 @@ def test_rerun_is_noop_and_other_inputs_are_refused(
 def test_untied_bf16_without_padding(stories: Path, ext_tokenizer: Path, tmp_path: Path) -> None:
     base = _tiny_llama(tmp_path / "tiny", stories, torch.bfloat16)
     out = tmp_path / "prep"
-    meta = prepare_model(base, ext_tokenizer, out, pad_to_multiple_of=1, **QUIET)
+    meta = prepare_model(base, ext_tokenizer, out, init="mean-subtoken", pad_to_multiple_of=1, **QUIET)
     assert meta["tie_word_embeddings"] is False and meta["dtype"] == "bfloat16"
     assert meta["embedding_rows"] == VOCAB and meta["pad_rows"] is None
 
@@ -214,6 +214,21 @@ def test_untied_bf16_without_padding(stories: Path, ext_tokenizer: Path, tmp_pat
 
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.dtype == torch.bfloat16 and model.config.vocab_size == VOCAB
+
+
+@pytest.mark.shared_data
+def test_default_init_is_distill_through_the_cli(stories: Path, ext_tokenizer: Path, tmp_path: Path) -> None:
+    """`prepare` with no --init distils the new rows of an untied model (not the sub-token mean any more)."""
+    base = _tiny_llama(tmp_path / "tiny", stories, torch.float32)
+    main(["--base", str(base), "--tokenizer", str(ext_tokenizer), "--output", str(tmp_path / "d")])
+    main(["--base", str(base), "--tokenizer", str(ext_tokenizer), "--output", str(tmp_path / "m"),
+          "--init", "mean-subtoken"])  # fmt: skip
+    assert load_prepare_metadata(tmp_path / "d")["init"] == "distill"
+    old, dist, mean = _weights(base), _weights(tmp_path / "d"), _weights(tmp_path / "m")
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert torch.equal(dist[name][:512], old[name]) and torch.isfinite(dist[name]).all()
+        assert not torch.allclose(dist[name][512:VOCAB], mean[name][512:VOCAB])
+        assert torch.equal(dist[name][VOCAB:], mean[name][VOCAB:])  # pad rows: the mean base row
 
 
 @pytest.mark.shared_data
