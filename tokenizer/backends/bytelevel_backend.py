@@ -108,10 +108,9 @@ class ByteLevelBackend:
         return {"meta": meta, "files": files_written}
 
     def verify(self, out: Path, base: Any, texts: list[str], log: Any) -> dict[str, Any]:
+        from zhtw.tokenizer.bytelevel import is_allowed_char
         from zhtw.tokenizer.bytelevel_verify import verify
         from zhtw.tokenizer.verify import default_texts
-
-        from zhtw.tokenizer.bytelevel import is_allowed_char
 
         t0 = time.perf_counter()
         # texts with no character a new merge may join must tokenise exactly as the base does
