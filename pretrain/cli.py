@@ -1,13 +1,15 @@
-"""`zhtw-pretrain`: stage 3 of zhtw. `prepare` resizes and initialises the model, `train` runs QLoRA."""
+"""`zhtw-pretrain`: stage 3 of zhtw. `prepare` resizes and initialises the model, `train` runs QLoRA, `eval`
+measures bits per character."""
 
 from __future__ import annotations
 
 import sys
 
-USAGE = """usage: zhtw-pretrain {prepare,train} [options]
+USAGE = """usage: zhtw-pretrain {prepare,train,eval} [options]
 
   prepare   resize a base Llama model to the extended tokenizer and initialise the new rows
   train     QLoRA continued pretraining with trainable new-token rows and S²-Attn
+  eval      bits per character, chars per token, generation chars/s and English KL of models
 
 Run `zhtw-pretrain COMMAND --help` for the options of each command.
 """
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
         from zhtw.pretrain.prepare import main as run
     elif command == "train":
         from zhtw.pretrain.train import main as run
+    elif command == "eval":
+        from zhtw.pretrain.evaluate import main as run
     else:
         print(f"zhtw-pretrain: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)

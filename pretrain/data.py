@@ -12,6 +12,12 @@ block size, split settings, format version); reruns and resumed runs memory-map 
 tokenising again. The directory appears by one rename, so a killed run never leaves a cache that
 looks complete. Streaming mode tokenises and packs on the fly and yields the same training blocks in
 the same order as the cached mode, for corpora larger than memory or disk.
+
+Weighted mixtures (`weights`, one per `data_files` entry, e.g. 0.9 zh-TW and 0.1 English replay): each entry
+is packed on its own, then the training blocks are drawn in a fixed, evenly spread order so that each source
+makes up its weight of the blocks. The source that needs the most blocks for its weight is used exactly once;
+the others repeat (counted as epochs per source), nothing is dropped. The order is written into the cache, so
+a resumed run sees the same blocks; the weights are part of the cache key and the stats (`mixture`).
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +58,7 @@ __all__ = [
     "cache_key",
     "default_cache_dir",
     "load_tokenizer",
+    "mixture_schedule",
     "tokenizer_sha256",
 ]
 
@@ -193,6 +200,7 @@ def cache_key(
     seed: int,
     add_bos: bool,
     text_key: str,
+    weights: Sequence[float] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The cache key (24 hex digits) and the JSON-able contents it hashes.
 
@@ -210,6 +218,8 @@ def cache_key(
         "add_bos": add_bos,
         "text_key": text_key,
     }
+    if weights is not None:  # only then: the keys of unweighted caches stay what they were
+        contents["weights"] = [float(w) for w in weights]
     blob = json.dumps(contents, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:24], contents
 
@@ -450,6 +460,112 @@ def _remove_stale_temps(root: Path, key: str) -> None:
             pass
 
 
+# --------------------------------------------------------------------------- weighted mixtures
+
+
+def mixture_schedule(blocks: Sequence[int], weights: Sequence[float]) -> np.ndarray:
+    """The source of every drawn training block, in order: source s gets round(N * p_s) draws, where p are the
+    normalised weights and N = max_s blocks[s] / p_s (so the most demanding source is drawn exactly once per
+    block and the others repeat); draws are spread evenly (source s's j-th draw at (j + 0.5) / count_s)."""
+    p = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+    total = max(n / q for n, q in zip(blocks, p))
+    counts = [max(n, int(round(total * q))) for n, q in zip(blocks, p)]
+    positions = np.concatenate([(np.arange(c) + 0.5) / c for c in counts])
+    sources = np.repeat(np.arange(len(counts)), counts)
+    return sources[np.argsort(positions, kind="stable")]
+
+
+def _check_weights(data_files: Sequence[str], weights: Sequence[float]) -> list[float]:
+    if len(weights) != len(data_files):
+        raise DataError(
+            f"{len(weights)} weights for {len(data_files)} data_files; give one weight per data_files entry."
+        )
+    bad = [w for w in weights if not (isinstance(w, (int, float)) and np.isfinite(w) and w > 0)]
+    if bad:
+        raise DataError(f"data_files weights must be positive numbers, got {bad[0]!r}.")
+    return [float(w) for w in weights]
+
+
+def _source_plans(plan: _Plan, sources: Sequence[Sequence[str]], docs: Sequence[int]) -> list[_Plan]:
+    """One plan per mixture source, with the held-out document indices shifted into its own numbering."""
+    plans, offset = [], 0
+    for files, n in zip(sources, docs):
+        held = frozenset(i - offset for i in plan.eval_idx if offset <= i < offset + n)
+        plans.append(replace(plan, files=list(files), eval_idx=held))
+        offset += n
+    return plans
+
+
+def _drawn(paths: Sequence[Path], schedule: np.ndarray, blocks: Sequence[int]) -> Iterator[np.ndarray]:
+    """The scheduled blocks, `_WRITE_BLOCKS` at a time; source s's j-th draw is its block j mod blocks[s]."""
+    import datasets
+
+    sets = [datasets.Dataset.from_file(str(p)).with_format("numpy") for p in paths]
+    taken = np.zeros(len(paths), dtype=np.int64)
+    for lo in range(0, len(schedule), _WRITE_BLOCKS):
+        chunk = schedule[lo : lo + _WRITE_BLOCKS]
+        parts: dict[int, np.ndarray] = {}
+        for s in np.unique(chunk):
+            k = int((chunk == s).sum())
+            idx = (taken[s] + np.arange(k)) % blocks[s]
+            parts[int(s)] = np.asarray(sets[s][idx.tolist()]["input_ids"], dtype=np.int32)
+            taken[s] += k
+        rows = np.empty((len(chunk), parts[int(chunk[0])].shape[1]), dtype=np.int32)
+        for s, block_rows in parts.items():
+            rows[chunk == s] = block_rows
+        yield rows
+
+
+def _write_mixture(
+    tmp: Path,
+    plan: _Plan,
+    tok: Any,
+    num_proc: int,
+    plans: list[_Plan],
+    weights: list[float],
+    names: list[str],
+) -> dict[str, Any]:
+    """Pack every source on its own, then write the training blocks in `mixture_schedule` order."""
+    eval_packer = _Packer(plan.block_size)
+    eval_rows: list[np.ndarray] = []
+    packers, paths = [], []
+    for s, sub in enumerate(plans):
+        packer = _Packer(plan.block_size)
+
+        def blocks(sub: _Plan = sub, packer: _Packer = packer) -> Iterator[np.ndarray]:
+            for train, held in _split_encoded(sub, tok, num_proc):
+                eval_rows.append(eval_packer.add(held))
+                yield packer.add(train)
+
+        paths.append(tmp / f"source-{s}.arrow")
+        _write_arrow(paths[-1], _buffered(blocks()), plan.block_size)
+        if packer.blocks == 0:
+            raise DataError(
+                f"{names[s]} (weight {weights[s]}) gives {packer.tokens} training tokens, fewer than one block of "
+                f"{plan.block_size}; add text to it, lower block_size or drop it from data_files."
+            )
+        packers.append(packer)
+    counts = [p.blocks for p in packers]
+    schedule = mixture_schedule(counts, weights)
+    _write_arrow(tmp / _TRAIN, _drawn(paths, schedule, counts), plan.block_size)
+    _write_arrow(tmp / _EVAL, iter(eval_rows), plan.block_size)
+    for path in paths:
+        path.unlink()
+    total = _Packer(plan.block_size)
+    for attr in ("documents", "tokens"):
+        setattr(total, attr, sum(getattr(p, attr) for p in packers))
+    total.blocks = len(schedule)
+    stats = _split_stats(total, eval_packer) | {"dropped_tail_tokens_train": sum(p.dropped for p in packers)}
+    drawn = np.bincount(schedule, minlength=len(packers))
+    stats["mixture"] = [
+        {"source": names[s], "weight": weights[s], "share": round(float(drawn[s]) / len(schedule), 6),
+         "blocks": counts[s], "drawn_blocks": int(drawn[s]), "epochs": round(float(drawn[s]) / counts[s], 4),
+         "documents": packers[s].documents, "tokens": packers[s].tokens}
+        for s in range(len(packers))
+    ]  # fmt: skip
+    return stats
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -465,6 +581,7 @@ def build_packed_data(
     text_key: str = "text",
     add_bos: bool = True,
     num_proc: int = 1,
+    weights: Sequence[float] | None = None,
 ) -> PackedData:
     """Tokenise, split by document, and pack `data_files` into blocks of `block_size` (see module doc).
 
@@ -490,8 +607,13 @@ def build_packed_data(
         raise NoDocumentsError(
             "no data files given; pass corpus files, directories or globs (e.g. build/corpus)."
         )
+    if weights is not None:
+        weights = _check_weights(data_files, weights)
+        if streaming:
+            raise DataError("weighted data_files need the cached mode; set streaming: false.")
     try:
-        files = expand_inputs(data_files)
+        sources = [expand_inputs([f]) for f in data_files] if weights is not None else None
+        files = [f for src in sources for f in src] if sources is not None else expand_inputs(data_files)
     except InputError as exc:
         raise DataError(f"cannot read the training data: {exc}") from exc
     tok_dir = str(Path(tokenizer_dir).expanduser().resolve())
@@ -506,6 +628,7 @@ def build_packed_data(
         seed=seed,
         add_bos=add_bos,
         text_key=text_key,
+        weights=weights,
     )
     stats: dict[str, Any] = {
         "files": len(files),
@@ -525,7 +648,9 @@ def build_packed_data(
         return PackedData(train=train, eval=held, cache_dir=entry, stats=stats)
 
     text_stats = TextStats()
-    n_docs = sum(1 for _ in iter_texts(files, text_key, stats=text_stats))
+    groups = sources if sources is not None else [files]
+    docs_per_source = [sum(1 for _ in iter_texts(g, text_key, stats=text_stats)) for g in groups]
+    n_docs = sum(docs_per_source)
     if n_docs == 0:
         shown = ", ".join(show_path(f) for f in files[:5]) + (
             f", … ({len(files)} files)" if len(files) > 5 else ""
@@ -551,7 +676,12 @@ def build_packed_data(
     tmp = root / f".tmp-{key}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        stats |= _write_splits(tmp, plan, tok, num_proc)
+        if weights is not None and sources is not None:
+            plans = _source_plans(plan, sources, docs_per_source)
+            names = [show_path(f) for f in data_files]
+            stats |= _write_mixture(tmp, plan, tok, num_proc, plans, weights, names)
+        else:
+            stats |= _write_splits(tmp, plan, tok, num_proc)
         meta = {"format": FORMAT_VERSION, "key": key, "key_contents": key_contents, "stats": stats}
         (tmp / _META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         _fsync(tmp / _META)

@@ -117,6 +117,27 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def bits_per_char_rows(table: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Rows (held-out file, base, prepared at step 0, trained) of the summary's `bits_per_char` table."""
+    rows = []
+    for name in table.get("files") or {}:
+        cells = []
+        for stage in ("base", "prepared_step0", "trained"):
+            values = table.get(stage) or {}
+            cells.append(_fmt(values.get(name)) if name in values else "not measured")
+        rows.append((name, *cells))
+    return rows
+
+
+def _mixture_line(data: dict[str, Any]) -> list[str]:
+    mixture = data.get("mixture")
+    if not mixture:
+        return []
+    parts = [f"{m['source']} weight {_fmt(m['weight'])} ({100 * m['share']:.1f}% of blocks, "
+             f"{_fmt(m['epochs'])} epochs)" for m in mixture]  # fmt: skip
+    return ["Weighted mixture: " + "; ".join(parts) + "."]
+
+
 def loss_by_step(history: Sequence[dict[str, Any]]) -> list[tuple[int, float | None, float | None]]:
     """(step, training loss, evaluation loss) merged by step, at most MAX_RESULT_ROWS rows (last one kept)."""
     steps: dict[int, list[float | None]] = {}
@@ -246,6 +267,13 @@ def _card_body(
             f"({_fmt(data.get('documents'))} documents; {_fmt(data.get('tokens_train'))} training and "
             f"{_fmt(data.get('tokens_eval'))} held-out tokens after packing)."
         )
+        parts += _mixture_line(data)
+        if summary.get("bits_per_char"):
+            parts += [
+                "### Bits per character on held-out text (lower is better; comparable across tokenizers)",
+                _table(["text", "base model", "prepared, step 0", "trained"],
+                       bits_per_char_rows(summary["bits_per_char"]), "lrrr"),
+            ]  # fmt: skip
         parts += ["### Training hyperparameters", _table(["hyperparameter", "value"],
                   [(k, _fmt(v)) for k, v in _hyperparameters(summary)], "lr")]  # fmt: skip
         final = summary.get("final") or {}

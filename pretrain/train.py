@@ -760,7 +760,7 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
     """Pack the data, build the model and train; save adapter, loss plot and summary (rank 0)."""
     from transformers import set_seed
 
-    from zhtw.pretrain.data import build_packed_data
+    from zhtw.pretrain.data import build_packed_data, load_tokenizer
 
     started = time.time()
     args = config.training
@@ -787,6 +787,7 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
             streaming=config.data.streaming,
             text_key=config.data.text_key,
             num_proc=config.data.tokenize_num_proc,
+            weights=config.data.data_weights,
         )
     eval_note = None
     if data.eval is None:
@@ -796,11 +797,20 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
         args.eval_strategy = "no"
         args.eval_on_start = False
 
+    texts = _held_out_texts(config)
     quantization, note = _quantization_plan(config, on_cpu, model_cfg)
     if note:
         print(f"note: {note}.", file=sys.stderr)
     set_seed(args.seed)  # LoRA initialisation is random
     model = build_model(config, meta, quantization, on_cpu)
+    tok_dir = config.model.tokenizer_path or config.model.model_path
+    bpc: dict[str, Any] = {}
+    if texts and _is_main_process():
+        bpc["prepared_step0"] = (
+            _bits_per_char(model, load_tokenizer(tok_dir), texts, config.data.block_size)
+            if resume is None
+            else {"not_measured": "resumed run: step 0 is in the summary of the run that started it"}
+        )
     trainable, total = count_parameters(model)
     print(f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
 
@@ -846,6 +856,11 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
             started,
         )
         summary["prepared_model_identity"] = record["prepared_model_identity"]
+        if texts:
+            bpc["trained"] = _bits_per_char(model, load_tokenizer(tok_dir), texts, config.data.block_size)
+            bpc["base"] = _base_bits_per_char(meta, texts, config.data.block_size)
+            files = {n: {"documents": len(d), "chars": sum(map(len, d))} for n, d in texts.items()}
+            summary["bits_per_char"] = {"files": files, **bpc}
         summary["evaluation_note"] = eval_note
         _plot_losses(trainer.state.log_history, out / LOSS_PLOT)
         atomic_write_json(out / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
@@ -912,6 +927,44 @@ def _ppl(loss: float | None) -> float | None:
     if loss is None:
         return None
     return math.exp(loss) if loss < 50 else float("inf")
+
+
+def _held_out_texts(config: TrainConfig) -> dict[str, list[str]]:
+    """The eval_text_files, read now so that a missing or empty file stops the run before training."""
+    from zhtw.pretrain.evaluate import EvalError, read_documents, text_label
+
+    files = config.data.eval_text_files
+    try:
+        return {text_label(f, files): read_documents(f, config.data.eval_text_max_chars) for f in files}
+    except EvalError as exc:
+        raise TrainError(f"eval_text_files: {exc}") from exc
+
+
+def _bits_per_char(model: Any, tok: Any, texts: dict[str, list[str]], block_size: int) -> dict[str, float]:
+    """Bits per character of each held-out file, in eval mode (full attention), then back to the old mode."""
+    from zhtw.pretrain.evaluate import EvalSettings, bits_per_character
+
+    settings = EvalSettings(context=min(block_size, 1024), generation_chars=0, progress=False)
+    was_training = model.training
+    model.eval()
+    try:
+        return {
+            n: round(bits_per_character(model, tok, d, settings)["bits_per_char"], 4)
+            for n, d in texts.items()
+        }
+    finally:
+        model.train(was_training)
+
+
+def _base_bits_per_char(meta: dict[str, Any], texts: dict[str, list[str]], block_size: int) -> dict[str, Any]:
+    """The same table for the base model the prepared model was made from (its own tokenizer)."""
+    from zhtw.pretrain.evaluate import load_model
+
+    try:
+        model, tok = load_model(meta["base_model"])
+    except (ZhtwError, OSError) as exc:
+        return {"not_measured": f"{exc}"}
+    return _bits_per_char(model, tok, texts, block_size)
 
 
 def _summary(

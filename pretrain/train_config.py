@@ -127,8 +127,14 @@ class DataArguments:
     """Training text and how it is tokenised and packed."""
 
     data_files: list[str] = _help(
-        "training text: JSONL(.gz), Parquet or text files, directories or globs (a zhtw-corpus output dir works)",
+        "training text: JSONL(.gz), Parquet or text files, directories or globs (a zhtw-corpus output dir works); "
+        "in YAML also a weighted mixture: [{path: build/corpus, weight: 0.9}, {path: english/, weight: 0.1}]",
         default_factory=list,
+    )
+    data_weights: list[float] | None = _help(
+        "one sampling weight per data_files entry (a weighted mixture, e.g. 0.9 0.1 for 10%% English replay): "
+        "blocks are drawn in a fixed order so each source makes up its share; smaller sources repeat",
+        default=None,
     )
     block_size: int = _help("tokens per training sequence (context length)", default=2048)
     data_cache_dir: str | None = _help(
@@ -140,6 +146,12 @@ class DataArguments:
         "share of documents held out for evaluation loss and perplexity", default=0.01
     )
     eval_max_docs: int | None = _help("at most this many held-out documents", default=1000)
+    eval_text_files: list[str] = _help(
+        "held-out text files (e.g. corpus/eval/*.jsonl.gz) for the bits-per-character table of the base model, "
+        "the prepared model at step 0 and the trained model (summary and model card); empty: no table",
+        default_factory=list,
+    )
+    eval_text_max_chars: int = _help("characters read from each eval_text_files file", default=100_000)
     streaming: bool = _help(
         "stream the corpus instead of caching it whole (corpora larger than memory)", default=False
     )
@@ -315,7 +327,7 @@ def _convert(value: Any, kind: type) -> Any:
     return number
 
 
-_LIST_FIELDS = ("data_files", "lora_target_modules")
+_LIST_FIELDS = ("data_files", "lora_target_modules", "eval_text_files")
 
 
 def _typed(values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -323,7 +335,12 @@ def _typed(values: dict[str, Any], where: str) -> dict[str, Any]:
     a single string where a list is expected (`data_files: build/corpus`) becomes a one-item list."""
     kinds = _field_types()
     out = dict(values)
-    for key, value in values.items():
+    if isinstance(values.get("data_files"), list) and any(isinstance(v, dict) for v in values["data_files"]):
+        out.update(_weighted_files(values["data_files"], "data_weights" in values, where))
+    for key, value in out.items():
+        if key == "data_weights" and value is not None:
+            out[key] = _weights(value, where)
+            continue
         if key in _LIST_FIELDS and isinstance(value, str):
             out[key] = [value]
             continue
@@ -337,6 +354,33 @@ def _typed(values: dict[str, Any], where: str) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be {_KINDS[kind]}, got {value!r}{where}.") from None
     return out
+
+
+def _weighted_files(entries: list[Any], have_weights: bool, where: str) -> dict[str, Any]:
+    """`data_files: [{path: P, weight: W}, ...]` as data_files [P, ...] plus data_weights [W, ...]."""
+    example = "[{path: build/corpus, weight: 0.9}, {path: english/, weight: 0.1}]"
+    if have_weights:
+        raise ConfigError(
+            f"give the weights either in data_files entries or as data_weights, not both{where}."
+        )
+    if not all(
+        isinstance(e, dict) and set(e) == {"path", "weight"} and isinstance(e["path"], str) for e in entries
+    ):
+        raise ConfigError(
+            f"data_files entries must all be paths or all be {{path, weight}} mappings ({example}){where}."
+        )
+    return {"data_files": [e["path"] for e in entries], "data_weights": [e["weight"] for e in entries]}
+
+
+def _weights(value: Any, where: str) -> list[float]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        weights = [_convert(v, float) for v in items]
+    except (TypeError, ValueError):
+        raise ConfigError(f"data_weights must be positive numbers, got {value!r}{where}.") from None
+    if any(w <= 0 for w in weights):
+        raise ConfigError(f"data_weights must be positive numbers, got {value!r}{where}.")
+    return weights
 
 
 def load_config(argv: list[str]) -> TrainConfig:
@@ -467,12 +511,18 @@ def validate(config: TrainConfig) -> None:
         (lora.lora_alpha > 0, "lora_alpha must be positive."),
         (d.tokenize_num_proc >= 1, "tokenize_num_proc must be at least 1."),
         (d.eval_max_docs is None or d.eval_max_docs >= 0, "eval_max_docs must be 0 or more (or null)."),
+        (d.eval_text_max_chars >= 1, "eval_text_max_chars must be at least 1."),
         *_training_checks(t, config.run),
     ]
     if not config.run.dry_run:
         checks.append(
             (bool(d.data_files), "data_files is required: the corpus files or directories to train on.")
         )
+    if d.data_weights is not None:
+        checks.append(
+            (len(d.data_weights) == len(d.data_files), "give one data_weights entry per data_files entry.")
+        )
+        checks.append((not d.streaming, "weighted data_files need the cached mode; set streaming: false."))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

@@ -360,3 +360,80 @@ def test_sentencepiece_only_dir_matches_sentencepiece(shared_data: Path, tmp_pat
     expected = [t for ids in sp.encode(docs) for t in [sp.bos_id(), *ids, sp.eos_id()]]
     stream = list(itertools.chain.from_iterable(_rows(packed.train)))
     assert stream == expected[: len(stream)] and len(expected) - len(stream) < 2
+
+
+# --------------------------------------------------------------------------- weighted mixtures
+
+ENGLISH = [
+    "Return the sum of the values in the list, or zero when it is empty.",
+    "Open the file for reading and yield its lines without the trailing newline.",
+    "Raise ValueError when the argument is negative; otherwise return its square root.",
+]
+
+
+def _mixture_sources(tmp_path: Path) -> tuple[str, str]:
+    zh = tmp_path / "zh"
+    zh.mkdir()
+    _write_jsonl_gz(zh / "a.jsonl.gz", _documents(120, seed=3))
+    en = tmp_path / "en.jsonl.gz"
+    _write_jsonl_gz(en, [ENGLISH[i % 3] + f" Case {i}." for i in range(4)])
+    return str(zh), str(en)
+
+
+def test_mixture_schedule_counts_and_spread() -> None:
+    from zhtw.pretrain.data import mixture_schedule
+
+    order = mixture_schedule([90, 5], [0.9, 0.1])
+    assert len(order) == 100 and list(order).count(1) == 10  # the small source repeats twice
+    assert all(1 <= list(order[i : i + 10]).count(1) <= 2 for i in range(0, 100, 10))  # evenly spread
+    assert list(mixture_schedule([3, 30], [1, 1])).count(0) == 30  # equal weights: the small one cycles 10x
+
+
+def test_weighted_data_files_mix_deterministically(tok_dir: Path, tmp_path: Path) -> None:
+    zh, en = _mixture_sources(tmp_path)
+    kw = {"eval_fraction": 0.0, "cache_dir": str(tmp_path / "c")}
+    alone = {
+        src: [tuple(r) for r in _rows(build_packed_data([src], str(tok_dir), 16, **kw).train)]
+        for src in (zh, en)
+    }
+    mixed = build_packed_data([zh, en], str(tok_dir), 16, weights=[0.9, 0.1], **kw)
+    rows = [tuple(r) for r in _rows(mixed.train)]
+    source = [0 if r in set(alone[zh]) else 1 for r in rows]
+    assert all(r in set(alone[zh]) or r in set(alone[en]) for r in rows)
+    # zh-TW is the most demanding source: each of its blocks once, in order; English cycles to 10% of the blocks
+    assert [r for r, s in zip(rows, source) if s == 0] == alone[zh]
+    n_en = source.count(1)
+    assert abs(n_en / len(rows) - 0.1) < 1.5 / len(rows) and n_en > len(alone[en])
+    assert [r for r, s in zip(rows, source) if s == 1] == [alone[en][i % len(alone[en])] for i in range(n_en)]
+    mix = mixed.stats["mixture"]
+    assert [m["weight"] for m in mix] == [0.9, 0.1] and mix[0]["epochs"] == 1.0 and mix[1]["epochs"] > 1
+    assert mixed.stats["blocks_train"] == len(rows)
+
+    # the same inputs in a fresh cache give the same blocks in the same order (what resuming relies on)
+    again = build_packed_data([zh, en], str(tok_dir), 16, weights=[0.9, 0.1], eval_fraction=0.0,
+                              cache_dir=str(tmp_path / "fresh"))  # fmt: skip
+    assert [tuple(r) for r in _rows(again.train)] == rows and not again.stats["cache_hit"]
+    assert build_packed_data([zh, en], str(tok_dir), 16, weights=[0.9, 0.1], **kw).stats["cache_hit"]
+    other = build_packed_data([zh, en], str(tok_dir), 16, weights=[0.5, 0.5], **kw)
+    assert other.cache_dir != mixed.cache_dir and other.stats["mixture"][1]["share"] == pytest.approx(
+        0.5, abs=0.01
+    )
+    unweighted = build_packed_data([zh, en], str(tok_dir), 16, **kw)
+    assert (
+        unweighted.cache_dir not in (mixed.cache_dir, other.cache_dir) and "mixture" not in unweighted.stats
+    )
+
+
+def test_weighted_data_files_refusals(tok_dir: Path, tmp_path: Path) -> None:
+    zh, en = _mixture_sources(tmp_path)
+    kw = {"cache_dir": str(tmp_path / "c")}
+    with pytest.raises(DataError, match="one weight per data_files entry"):
+        build_packed_data([zh, en], str(tok_dir), 16, weights=[1.0], **kw)
+    with pytest.raises(DataError, match="positive numbers"):
+        build_packed_data([zh, en], str(tok_dir), 16, weights=[1.0, -0.1], **kw)
+    with pytest.raises(DataError, match="streaming: false"):
+        build_packed_data([zh, en], str(tok_dir), 16, weights=[0.9, 0.1], streaming=True, **kw)
+    tiny = tmp_path / "tiny.jsonl.gz"
+    _write_jsonl_gz(tiny, ["Hi."])
+    with pytest.raises(DataError, match=r"tiny.jsonl.gz \(weight 0.1\) gives .* fewer than one block"):
+        build_packed_data([zh, str(tiny)], str(tok_dir), 64, weights=[0.9, 0.1], eval_fraction=0.0, **kw)

@@ -90,6 +90,37 @@ def test_unknown_keys_are_errors(tmp_path):
         load_config([str(REPO / "configs/tiny-cpu.yaml"), "--trainable_embeddings", "rows"])
 
 
+def test_weighted_data_files_in_yaml_and_on_the_command_line(tmp_path):
+    tiny = (REPO / "configs/tiny-cpu.yaml").read_text()
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(
+        tiny + "\ndata_files:\n  - {path: build/corpus, weight: 0.9}\n  - {path: english/, weight: 0.1}\n"
+    )
+    c = load_config([str(mixed), "--output_dir", str(tmp_path / "o")])
+    assert c.data.data_files == ["build/corpus", "english/"] and c.data.data_weights == [0.9, 0.1]
+    c = load_config(
+        [str(REPO / "configs/tiny-cpu.yaml"), "--data_files", "a", "b", "--data_weights", "3", "1"]
+    )
+    assert c.data.data_files == ["a", "b"] and c.data.data_weights == [3.0, 1.0]
+    assert load_config([str(REPO / "configs/tiny-cpu.yaml"), "--data_files", "a"]).data.data_weights is None
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(tiny + "\ndata_files:\n  - {path: build/corpus, weight: 0.9}\n  - english/\n")
+    with pytest.raises(ConfigError, match=r"all be paths or all be \{path, weight\} mappings"):
+        load_config([str(bad)])
+    both = tmp_path / "both.yaml"
+    both.write_text(mixed.read_text() + "data_weights: [1, 1]\n")
+    with pytest.raises(ConfigError, match="not both"):
+        load_config([str(both)])
+    assert load_config([str(mixed), "--data_weights", "1", "3"]).data.data_weights == [1.0, 3.0]  # CLI wins
+    with pytest.raises(ConfigError, match="one data_weights entry per data_files entry"):
+        load_config([str(REPO / "configs/tiny-cpu.yaml"), "--data_files", "a", "b", "--data_weights", "1"])
+    with pytest.raises(ConfigError, match="data_weights must be positive numbers"):
+        load_config([str(REPO / "configs/tiny-cpu.yaml"), "--data_files", "a", "--data_weights", "0"])
+    with pytest.raises(ConfigError, match="streaming: false"):
+        load_config([str(mixed), "--streaming", "true"])
+
+
 def test_every_option_has_help_text(capsys):
     for cls in DATACLASSES:
         for f in dataclasses.fields(cls):
@@ -161,7 +192,8 @@ def tiny(shared_data, tmp_path_factory):
     tok_main(["build", "--base", str(base), "--corpus", str(train), "--output", str(root / "tok")]
              + ["--vocab-size", "640", "--quiet"])  # fmt: skip
     prepare_model(str(base), str(root / "tok"), str(root / "prepared"))
-    return {"root": root, "prepared": root / "prepared", "text": train, "base": base, "tok": root / "tok"}
+    return {"root": root, "prepared": root / "prepared", "text": train, "base": base, "tok": root / "tok",
+            "shared": shared_data}  # fmt: skip
 
 
 def _train_argv(tiny, out: Path, *extra: str) -> list[str]:
@@ -231,9 +263,11 @@ def trained(tiny):
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tiny["root"] / "run"
+    held_out = tiny["root"] / "wiki_drcd.jsonl"
+    _write_jsonl(tiny["shared"] / "corpus/eval/wiki_drcd.jsonl.gz", held_out, 4500)
     try:
         main(_train_argv(tiny, out, "--max_steps", "50", "--save_steps", "25", "--eval_steps", "25")
-             + ["--eval_on_start", "true", "--logging_steps", "5"])  # fmt: skip
+             + ["--eval_on_start", "true", "--logging_steps", "5", "--eval_text_files", str(held_out)])  # fmt: skip
     finally:
         torch.set_num_threads(old)
     return out
@@ -243,6 +277,32 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_summary_and_card_have_the_before_after_bits_per_char_table(trained):
+    from zhtw.pretrain.model_card import bits_per_char_rows
+
+    table = json.loads((trained / "training_summary.json").read_text())["bits_per_char"]
+    assert set(table) == {"files", "base", "prepared_step0", "trained"}
+    assert table["files"]["wiki_drcd"]["chars"] >= 1500
+    base, step0, after = (table[k]["wiki_drcd"] for k in ("base", "prepared_step0", "trained"))
+    assert all(0 < v < 200 for v in (base, step0, after)), table  # stories260K never saw Chinese
+    assert after < step0 - 0.5, (step0, after)  # training on zh-TW lowered held-out bits per character
+    assert bits_per_char_rows(table) == [("wiki_drcd", f"{base:.4g}", f"{step0:.4g}", f"{after:.4g}")]
+
+
+@pytest.mark.shared_data
+def test_missing_eval_text_file_stops_before_training(tiny, tmp_path, capsys):
+    from zhtw.pretrain.train import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*_train_argv(tiny, tmp_path / "out"), "--eval_text_files", str(tmp_path / "gone.jsonl")])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert "eval_text_files:" in err and "gone.jsonl does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "adapter").exists()
 
 
 @pytest.mark.shared_data
