@@ -79,16 +79,47 @@ def _sample_texts(paths: Iterable[str], text_key: str, limit: int = SAMPLE_CHARS
 def measure_compression(
     base_model: Path, extended: Path, texts: Sequence[str], label: str
 ) -> list[dict[str, Any]]:
-    """Characters per token of the base and the extended tokenizer.model on `texts` (sentencepiece ids)."""
-    import sentencepiece as spm
+    """Characters per token of the base model's tokenizer and the extended one on `texts`, each through its
+    tokenizer backend (sentencepiece ids for SentencePiece, the HF tokenizer.json for byte-level BPE)."""
+    from zhtw.tokenizer.backends import backend_for_base, backend_for_dir
+    from zhtw.tokenizer.errors import TokenizerStageError
 
-    base_file = base_model / "tokenizer.model"
-    if not texts or not base_file.is_file() or not extended.is_file():
+    if not texts:
         return []
+    try:
+        before_enc = backend_for_base(base_model).encoder(base_model)
+        after_enc = backend_for_dir(extended).encoder(extended)
+    except TokenizerStageError:
+        return []  # the base directory moved or holds no tokenizer: no measured row, the card says so
     chars = sum(len(t) for t in texts)
-    before = sum(len(x) for x in spm.SentencePieceProcessor(model_file=str(base_file)).encode(list(texts)))
-    after = sum(len(x) for x in spm.SentencePieceProcessor(model_file=str(extended)).encode(list(texts)))
+    before = sum(len(x) for x in before_enc(list(texts)))
+    after = sum(len(x) for x in after_enc(list(texts)))
     return [{"file": label, "characters": chars, "before": chars / before, "after": chars / after}]
+
+
+def _vocabulary_lines(out: Path, tok_meta: dict[str, Any]) -> dict[str, Any]:
+    """The tokenizer backend's one-line description and the first added tokens (as text), for the card."""
+    from zhtw.tokenizer.backends import backend_for_dir
+    from zhtw.tokenizer.errors import TokenizerStageError
+
+    try:
+        backend = backend_for_dir(out)
+        lines: dict[str, Any] = {"_describe": backend.describe(tok_meta)}
+        if "added_pieces" not in tok_meta:
+            lines["_added_tokens"] = [_readable(t) for t in backend.tokens(out)[int(tok_meta["base_vocab_size"]) :][:24]]
+        return lines
+    except (TokenizerStageError, KeyError, ValueError):
+        return {}
+
+
+def _readable(token: str) -> str:
+    """A byte-level token as text (its bytes decoded; a partial character shown as �)."""
+    from zhtw.tokenizer.bytelevel import token_bytes
+
+    try:
+        return token_bytes(token).decode("utf-8", errors="replace")
+    except KeyError:
+        return token
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -210,7 +241,7 @@ def _card_body(
     has_plot: bool,
     base_label: str,
 ) -> str:
-    added = tok_meta.get("added_pieces") or []
+    added = tok_meta.get("added_pieces") or tok_meta.get("_added_tokens") or []
     n_base, n_tok = prepare.get("base_vocab_size"), prepare.get("tokenizer_size")
     rows = prepare.get("embedding_rows")
     parts = [
@@ -227,6 +258,7 @@ def _card_body(
             [
                 ("base vocabulary", _fmt(n_base)),
                 ("extended vocabulary", _fmt(n_tok)),
+                ("tokenizer", _fmt(tok_meta.get("_describe"))),
                 ("pieces added", _fmt((n_tok or 0) - (n_base or 0))),
                 ("embedding rows (padded)", _fmt(rows)),
                 ("new-row initialisation", _fmt(prepare.get("init"))),
@@ -355,6 +387,8 @@ def write_model_card(
     base_label = base_model_id or Path(str(prepare.get("base_model", "base"))).name
     tok_meta_path = out / "zhtw_tokenizer.json"
     tok_meta = json.loads(tok_meta_path.read_text(encoding="utf-8")) if tok_meta_path.is_file() else {}
+    if tok_meta:
+        tok_meta = {**tok_meta, **_vocabulary_lines(out, tok_meta)}
     n_tok, n_base = int(prepare.get("tokenizer_size", 0)), int(prepare.get("base_vocab_size", 0))
 
     report = _report_path(prepare, tokenizer_report)
@@ -376,7 +410,7 @@ def write_model_card(
         opts = (summary or {}).get("options") or {}
         texts = _sample_texts(opts.get("data_files") or [], opts.get("text_key") or "text")
         compression = measure_compression(
-            Path(str(prepare.get("base_model", ""))), out / "tokenizer.model", texts, "training text sample"
+            Path(str(prepare.get("base_model", ""))), out, texts, "training text sample"
         )
         source = f"measured on {sum(len(t) for t in texts):,} characters of the training text"
 

@@ -95,6 +95,9 @@ def test_four_stages_on_a_llama3_vocabulary(flow, shared_data):
 
     meta = json.loads((out / "zhtw_export.json").read_text())
     assert meta["verify"]["passed"]
+    card = (out / "README.md").read_text()
+    assert "byte-level BPE (llama-bpe pre-tokenizer): 128,256 base ids" in card
+    assert f"+ {NEW_TOKENS} zh-TW tokens from {NEW_TOKENS} continued merges" in card
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.vocab_size == prep["embedding_rows"] >= len(tok)
     ids = tok(TEXTS[0], return_tensors="pt")
