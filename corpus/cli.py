@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from zhtw.common.errors import ZhtwError
+from zhtw.common.cli import ArgumentParser, add_common_options, add_workers_option, run_main
 from zhtw.common.fsutil import show_path
 from zhtw.corpus.config import load_config
 from zhtw.corpus.pipeline import (
@@ -25,7 +25,6 @@ from zhtw.corpus.pipeline import (
     run_local,
     write_stats,
 )
-from zhtw.corpus.readers import InputError
 
 EPILOG = """\
 examples:
@@ -52,13 +51,14 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="zhtw-corpus",
         description="Stage 1 of zhtw: clean, filter, detect script, convert Simplified to Taiwan "
         "Traditional (OpenCC), deduplicate (exact and MinHash) and shard Chinese web text.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_common_options(p, quiet=False)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser(
@@ -81,13 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--config", "-c", help="YAML config overriding corpus/default.yaml; unknown keys are errors"
     )
-    r.add_argument(
-        "--workers",
-        "-w",
-        type=positive_int,
-        default=None,
-        help="parallel processes (default: every CPU core)",
-    )
+    add_workers_option(r, default=None, help="parallel processes (default: every CPU core)")
     r.add_argument(
         "--tasks",
         type=positive_int,
@@ -130,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--keep-work", action="store_true", help="keep the intermediates in OUTPUT/_work after a finished run"
     )
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", "-q", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
     r.add_argument(
         "--verbose",
         "-v",
@@ -170,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stats = run_local(
             plan,
             executor=args.executor,
-            progress=not args.no_progress,
+            progress=not args.quiet,
             keep_work=args.keep_work,
             verbose=args.verbose,
         )
@@ -265,30 +259,18 @@ def describe_os_error(e: OSError) -> str:
     return f"{where}{e.strerror or e}; {fix}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    try:
-        code = cmd_run(args) if args.command == "run" else cmd_stats(args)
-    except (ZhtwError, InputError) as e:
-        code = _fail(str(e))
-    except OSError as e:
-        code = _fail(describe_os_error(e))
-    except KeyboardInterrupt:
-        code = _interrupted(args.command)
-    raise SystemExit(code)
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `zhtw-corpus`: 0 done, 1 refused, 2 usage or nothing readable, 3 unreadable units
+    with --strict, 130 interrupted."""
+    return run_main(
+        "zhtw-corpus", build_parser(), _dispatch, argv, describe_os_error=describe_os_error,
+        interrupted="; rerun the same command to resume (finished tasks are kept)",
+    )
 
 
-def _interrupted(command: str) -> int:
-    """Ctrl-C: one line, exit status 130 (128 + SIGINT, what shells report), no traceback."""
-    resume = "; rerun the same command to resume (finished tasks are kept)" if command == "run" else ""
-    print(f"\nzhtw-corpus: interrupted{resume}", file=sys.stderr)
-    return 130
-
-
-def _fail(message: str) -> int:
-    print(f"zhtw-corpus: error: {message.replace(chr(10), ' ')}", file=sys.stderr)
-    return 1
+def _dispatch(args: argparse.Namespace) -> int:
+    return cmd_run(args) if args.command == "run" else cmd_stats(args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zhtw.common.cli import ArgumentParser, add_common_options, add_workers_option, run_main
 from zhtw.common.errors import ZhtwError
 from zhtw.common.fsutil import (
     atomic_write_json,
@@ -512,7 +513,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=COMMAND,
         description="Bits per character and characters per token of each model on each text file, English KL to "
         "a reference model over identically tokenised documents, and greedy generation speed in characters/s. "
@@ -531,29 +532,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, default=200_000, help="characters per text file (0: all)")
     p.add_argument("--generation-chars", type=int, default=200, help="characters per prompt; 0 skips it")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "-q", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    add_workers_option(p, default=None, help="CPU threads for torch (default: torch's choice)")
+    add_common_options(p, quiet=False)
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of `zhtw-pretrain eval`; exits 1 with one line for a refused run."""
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `zhtw-pretrain eval`: 0 done, 1 refused (one line), 2 usage, 130 interrupted."""
+    from zhtw.pretrain.prepare import os_error_message
+
+    return run_main(COMMAND, _parser(), _run, argv, describe_os_error=lambda e: os_error_message(e, "."))
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.workers:
+        import torch
+
+        torch.set_num_threads(args.workers)
     settings = EvalSettings(
         context=args.context, stride=args.stride, batch_tokens=args.batch_tokens,
         max_chars=args.max_chars or None, generation_chars=args.generation_chars, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )  # fmt: skip
-    try:
-        evaluate(args.models, args.text, args.output, args.reference, settings)
-    except ZhtwError as e:
-        print(f"{COMMAND}: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
-    except OSError as e:
-        from zhtw.pretrain.prepare import os_error_message
-
-        print(f"{COMMAND}: {os_error_message(e, args.output)}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+    evaluate(args.models, args.text, args.output, args.reference, settings)
+    print(f"evaluation: {show_path(Path(args.output) / 'eval.json')}, {show_path(Path(args.output) / 'eval.md')}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(sys.argv[1:]))

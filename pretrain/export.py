@@ -16,7 +16,7 @@ logits with the adapter model's, write the model card (``README.md``) and option
 
 Usage::
 
-    zhtw-export --model build/prepared --adapter build/train/adapter --output build/export --dtype bf16 --gguf q8_0
+    zhtw-export --model build/prepared --adapter build/train/adapter --output build/export --dtype bfloat16 --gguf q8_0
 """
 
 from __future__ import annotations
@@ -32,17 +32,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+if TYPE_CHECKING:
+    from zhtw.pretrain.model_card import ModelIdentity
+
+from zhtw.common.cli import DTYPE_ALIASES, ArgumentParser, add_common_options, parse_dtype, run_main
+from zhtw.common.cli import DTYPES as COMMON_DTYPES
 from zhtw.common.errors import ZhtwError
 from zhtw.common.fsutil import (
-    atomic_write_json,
     atomic_write_text,
     check_disjoint,
     files_intact,
     output_lock,
     show_path,
 )
+from zhtw.common.meta import ArtifactMeta, typed
 from zhtw.pretrain.prepare import (
     ADAPTER_RECORD,
     check_replaceable,
@@ -56,6 +61,7 @@ __all__ = [
     "DTYPES",
     "EXPORT_FORMAT",
     "EXPORT_METADATA",
+    "ExportMeta",
     "GGUF_TYPES",
     "SAMPLE_TEXTS",
     "AdapterInfo",
@@ -75,7 +81,8 @@ Log = Callable[[str], None]
 
 EXPORT_FORMAT = "zhtw-export/1"
 EXPORT_METADATA = "zhtw_export.json"
-DTYPES: dict[str, str] = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# the export dtype by any accepted name: float32|bfloat16|float16, and the older fp32|bf16|fp16
+DTYPES: dict[str, str] = {**{name: name for name in COMMON_DTYPES}, **DTYPE_ALIASES}
 GGUF_TYPES: tuple[str, ...] = ("f16", "q8_0", "none")
 STANDARD_ATTENTION = "sdpa"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -124,6 +131,22 @@ class AdapterMismatchError(ExportError):
 
 class VerificationError(ExportError):
     """The reloaded export does not reproduce the adapter model's logits (or produces NaN/inf)."""
+
+
+@dataclass
+class ExportMeta(ArtifactMeta):
+    """`zhtw_export.json`, written last: an export without it never looks finished."""
+
+    FILENAME: ClassVar[str] = EXPORT_METADATA
+    FORMAT: ClassVar[str | None] = EXPORT_FORMAT
+    MADE_BY: ClassVar[str] = "zhtw-export"
+
+    model: str = typed(str)
+    adapter: str = typed(str)
+    dtype: str = typed(str)
+    verify: dict[str, Any] = typed(dict)
+    model_card: dict[str, Any] = typed(dict, default_factory=dict)
+
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -744,7 +767,7 @@ def verify_export(
         raise VerificationError(
             f"the exported model in {out} differs from the adapter model: max |Δlogit| {diff:.4g} > tolerance "
             f"{tol:.4g} ({verify_dtype}). The adapter may use a feature the merge does not apply; report it, or "
-            "export with --dtype fp32 to rule out rounding."
+            "export with --dtype float32 to rule out rounding."
         )
     return result
 
@@ -775,7 +798,7 @@ def export(
     model_dir: str | Path,
     adapter: str | Path,
     output: str | Path,
-    dtype: str = "bf16",
+    dtype: str = "bfloat16",
     gguf: str = "none",
     max_shard_size: str = "2GB",
     verify: str = "auto",
@@ -785,6 +808,7 @@ def export(
     base_model_id: str | None = None,
     force: bool = False,
     log: Log = print,
+    datasets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Merge `adapter` into the prepared model `model_dir` and write the full export to `output`.
 
@@ -793,7 +817,7 @@ def export(
     """
     t0 = time.perf_counter()
     if dtype not in DTYPES:
-        raise ExportError(f"--dtype {dtype!r} is unknown; choose one of {', '.join(DTYPES)}.")
+        raise ExportError(f"--dtype {dtype!r} is unknown; choose one of {', '.join(COMMON_DTYPES)}.")
     if gguf not in GGUF_TYPES:
         raise ExportError(f"--gguf {gguf!r} is unknown; choose one of {', '.join(GGUF_TYPES)}.")
     if verify not in ("auto", "fp32", "export", "none"):
@@ -819,6 +843,9 @@ def export(
         f"{len(info.full)} fully trained tensors; fits {model.directory} ({model.describe()})"
     )
     _check_output(out, overwrite)
+    from zhtw.pretrain.model_card import model_identity
+
+    identity = model_identity(model.prepare, base_model_id, license, datasets or ())
     with output_lock(out, command=COMMAND):
         clear_output(out, command=COMMAND)
         return _write_export(
@@ -830,8 +857,7 @@ def export(
             shard_bytes,
             verify,
             tokenizer_report,
-            license,
-            base_model_id,
+            identity,
             log,
             t0,
         )
@@ -861,8 +887,7 @@ def _write_export(
     shard_bytes: int,
     verify: str,
     tokenizer_report: str | Path | None,
-    license: str,
-    base_model_id: str | None,
+    identity: ModelIdentity,
     log: Log,
     t0: float,
 ) -> dict[str, Any]:
@@ -908,27 +933,29 @@ def _write_export(
 
         t = time.perf_counter()
         try:
-            meta["gguf"] = write_gguf(out, gguf, log=log)
+            meta["gguf"] = write_gguf(out, gguf, log=log, identity=identity)
         except GGUFExportError as e:
             raise ExportError(f"GGUF: {e}") from e
         meta["gguf"]["seconds"] = round(time.perf_counter() - t, 2)
         meta["peak_rss_mb"]["gguf"] = round(_peak_rss_mb(), 1)
 
-    from zhtw.pretrain.model_card import write_model_card
+    from zhtw.pretrain.model_card import ModelCardError, write_model_card
 
-    meta["model_card"] = write_model_card(
-        out,
-        model.prepare,
-        info.summary,
-        meta,
-        tokenizer_report=tokenizer_report,
-        license=license,
-        base_model_id=base_model_id,
-        gguf_file=(meta.get("gguf") or {}).get("file"),
-    )
+    try:
+        meta["model_card"] = write_model_card(
+            out,
+            model.prepare,
+            info.summary,
+            meta,
+            tokenizer_report=tokenizer_report,
+            identity=identity,
+            gguf_file=(meta.get("gguf") or {}).get("file"),
+        )
+    except ModelCardError as e:
+        raise ExportError(str(e)) from e
     log(f"wrote the model card {out / 'README.md'}")
     meta["seconds"] = round(time.perf_counter() - t0, 2)
-    atomic_write_json(out / EXPORT_METADATA, json.loads(json.dumps(meta, default=str)))
+    ExportMeta.from_dict(json.loads(json.dumps(meta, default=str)), where=out / EXPORT_METADATA).write(out)
     log(f"exported {out} in {meta['seconds']:.1f} s (peak RSS {max(meta['peak_rss_mb'].values()):,.0f} MB)")
     return meta
 
@@ -938,7 +965,7 @@ def _write_export(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="zhtw-export",
         description="Merge a zhtw-pretrain adapter (LoRA + trained token rows) into a full-precision copy of the "
         "prepared model on CPU, write sharded safetensors, config, tokenizer, generation config and a model card, "
@@ -955,13 +982,15 @@ def _parser() -> argparse.ArgumentParser:
         help="adapter directory: OUTPUT_DIR/adapter, OUTPUT_DIR/checkpoint-N, or the training output directory",
     )
     p.add_argument("--output", required=True, help="directory for the exported model")
-    p.add_argument("--dtype", choices=list(DTYPES), default="bf16", help="dtype of the written weights")
+    p.add_argument("--dtype", type=_export_dtype, default="bfloat16",
+                   help="dtype of the written weights: float32, bfloat16 or float16 (fp32/bf16/fp16 accepted)")
     p.add_argument(
         "--gguf", choices=GGUF_TYPES, default="none", help="also write a GGUF file with tensors in this type"
     )
     p.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (bounds merge memory)")
     p.add_argument(
         "--verify",
+        type=lambda v: "fp32" if v == "float32" else v,
         choices=["auto", "fp32", "export", "none"],
         default="auto",
         help="dtype of the reload check: fp32, the export dtype, or auto (fp32 when a float32 copy fits in "
@@ -976,11 +1005,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base-model-id",
         default=None,
-        help="the base model's hub id for the card's base_model (e.g. meta-llama/Llama-2-7b-hf); default: the "
-        "base directory's name",
+        help="the base model's hub id for the card's and GGUF's base_model (e.g. meta-llama/Llama-2-7b-hf); "
+        "default: the base's own config (_name_or_path) when it names a hub id, else none",
     )
     p.add_argument(
         "--license", default="other", help="license identifier for the card (e.g. llama2, apache-2.0)"
+    )
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a dataset the model was trained on, named as you want it in the card's `datasets` (e.g. a hub id); "
+        "repeat for several",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty output directory written by zhtw-export"
@@ -991,34 +1028,46 @@ def _parser() -> argparse.ArgumentParser:
         help="merge even when the adapter records another prepared model (same shapes, other weights) or the "
         "prepared model changed after prepare",
     )
+    add_common_options(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of `zhtw-export`; exits 1 with the message of a refused or failed export."""
-    args = _parser().parse_args(argv)
-    try:
-        export(
-            args.model,
-            args.adapter,
-            args.output,
-            dtype=args.dtype,
-            gguf=args.gguf,
-            max_shard_size=args.max_shard_size,
-            verify=args.verify,
-            overwrite=args.overwrite,
-            tokenizer_report=args.tokenizer_report,
-            license=args.license,
-            base_model_id=args.base_model_id,
-            force=args.force,
-        )
-    except ZhtwError as e:
-        print(f"zhtw-export: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
-    except OSError as e:
-        print(f"zhtw-export: {os_error_message(e, args.output)}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+def _export_dtype(text: str) -> str:
+    """argparse type for --dtype: the float32|bfloat16|float16 vocabulary ('auto' has no meaning here)."""
+    name = parse_dtype(text)
+    if name == "auto":
+        raise argparse.ArgumentTypeError("choose float32, bfloat16 or float16")
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `zhtw-export` (and `zhtw-pretrain export`): 0 done, 1 refused (one line), 2 usage."""
+    parser = _parser()
+    return run_main(parser.prog, parser, _run, argv, describe_os_error=lambda e: os_error_message(e, "."))
+
+
+def _run(args: argparse.Namespace) -> None:
+    meta = export(
+        args.model,
+        args.adapter,
+        args.output,
+        dtype=args.dtype,
+        gguf=args.gguf,
+        max_shard_size=args.max_shard_size,
+        verify=args.verify,
+        overwrite=args.overwrite,
+        tokenizer_report=args.tokenizer_report,
+        license=args.license,
+        base_model_id=args.base_model_id,
+        datasets=args.dataset,
+        force=args.force,
+        log=(lambda m: None) if args.quiet else print,
+    )
+    out = Path(args.output)
+    gguf = (meta.get("gguf") or {}).get("file")
+    print(f"exported model: {show_path(out)} (card {show_path(out / 'README.md')}, metadata "
+          f"{show_path(out / EXPORT_METADATA)}{', GGUF ' + show_path(out / gguf) if gguf else ''})")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(sys.argv[1:]))

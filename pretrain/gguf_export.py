@@ -142,7 +142,50 @@ def _add_vocab(writer: Any, vocab: Any) -> None:
         writer.add_remove_extra_whitespaces(vocab.remove_extra_whitespaces)
 
 
-def write_gguf(out: Path, qtype: str = "f16", log: Log = print) -> dict[str, Any]:
+def _parameter_count(out: Path, tied: bool) -> int:
+    """Parameters of the exported model (a tied head counted once), from the safetensors headers."""
+    total = 0
+    for name, handle in _tensors(out):
+        if not (tied and name == "lm_head.weight"):
+            total += int(np.prod(handle.get_slice(name).get_shape()))
+    return total
+
+
+def general_metadata(out: Path, identity: Any | None, tied: bool) -> dict[str, Any]:
+    """The GGUF `general.*` keys llama.cpp and the hub show: name, basename, size label, license, base model,
+    source. `identity` is the export's `ModelIdentity` (names chosen once for the card and the GGUF)."""
+    import gguf
+
+    keys: dict[str, Any] = {"general.name": identity.name if identity else out.name}
+    keys["general.size_label"] = gguf.size_label(_parameter_count(out, tied), 0, 0, 0)
+    if identity is None:
+        return keys
+    keys["general.basename"] = identity.basename
+    keys["general.finetune"] = "zhtw"
+    keys["general.license"] = identity.license
+    if identity.base_model:
+        url = f"https://huggingface.co/{identity.base_model}"
+        owner, _, base_name = identity.base_model.partition("/")
+        keys["general.base_model.count"] = 1
+        keys["general.base_model.0.name"] = base_name
+        keys["general.base_model.0.organization"] = owner
+        keys["general.base_model.0.repo_url"] = url
+        keys["general.source.repo_url"] = url  # the weights this model was made from
+    for i, name in enumerate(identity.datasets):
+        keys.setdefault("general.dataset.count", len(identity.datasets))
+        keys[f"general.dataset.{i}.name"] = name
+    return keys
+
+
+def _add_general(writer: Any, keys: dict[str, Any]) -> None:
+    for key, value in keys.items():
+        if isinstance(value, int):
+            writer.add_uint32(key, value)
+        else:
+            writer.add_string(key, str(value))
+
+
+def write_gguf(out: Path, qtype: str = "f16", log: Log = print, identity: Any | None = None) -> dict[str, Any]:
     """Write `out/model-<qtype>.gguf` from the exported directory `out`, read it back, return a summary."""
     import gguf
 
@@ -171,7 +214,8 @@ def write_gguf(out: Path, qtype: str = "f16", log: Log = print) -> dict[str, Any
 
     path = out / f"model-{qtype}.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name(out.name)
+    general = general_metadata(out, identity, tied)
+    _add_general(writer, general)
     writer.add_context_length(int(config.get("max_position_embeddings", 2048)))
     writer.add_embedding_length(hidden)
     writer.add_block_count(int(config["num_hidden_layers"]))
@@ -231,7 +275,7 @@ def write_gguf(out: Path, qtype: str = "f16", log: Log = print) -> dict[str, Any
     counts: dict[str, int] = {}
     for _, _, target, _ in plan:
         counts[target.name] = counts.get(target.name, 0) + 1
-    check = read_back(path, out)
+    check = read_back(path, out, general)
     log(
         f"wrote {path.name} ({path.stat().st_size / 2**20:,.1f} MiB, {len(plan)} tensors: "
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
@@ -242,6 +286,7 @@ def write_gguf(out: Path, qtype: str = "f16", log: Log = print) -> dict[str, Any
         "type": qtype,
         "bytes": path.stat().st_size,
         "tensor_types": counts,
+        "general": general,
         "read_back": check,
     }
 
@@ -253,7 +298,7 @@ def _field(reader: Any, key: str) -> Any:
     return f.contents()
 
 
-def read_back(path: Path, out: Path) -> dict[str, Any]:
+def read_back(path: Path, out: Path, general: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check a written GGUF with GGUFReader against the exported directory: metadata, vocabulary, shapes."""
     from gguf import GGUFReader
 
@@ -272,6 +317,7 @@ def read_back(path: Path, out: Path) -> dict[str, Any]:
         "tokenizer.ggml.model": vocab.model,
         "tokenizer.ggml.pre": vocab.pre,
         **{f"tokenizer.ggml.{k}_token_id": i for k, i in vocab.special_ids.items() if k in ("bos", "eos")},
+        **(general or {}),
     }
     for key, value in expect.items():
         got = _field(reader, key)

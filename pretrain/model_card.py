@@ -10,18 +10,75 @@ and after; measured here on a sample of the training text when there is none), `
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zhtw.common.errors import ZhtwError
 from zhtw.common.fsutil import atomic_write_text
+from zhtw.tokenizer.meta import TokenizerMeta
 
-__all__ = ["DEFAULT_LANGUAGES", "compression_from_report", "measure_compression", "write_model_card"]
+__all__ = [
+    "DEFAULT_LANGUAGES",
+    "ModelCardError",
+    "ModelIdentity",
+    "compression_from_report",
+    "measure_compression",
+    "model_identity",
+    "write_model_card",
+]
 
 DEFAULT_LANGUAGES = ["zh", "en"]
 MAX_RESULT_ROWS = 40
 SAMPLE_CHARS = 200_000
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+class ModelCardError(ZhtwError):
+    """The card cannot be written from what was given (e.g. an unreadable tokenizer report)."""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """How the exported model is named in the card and the GGUF file: never someone else's namespace."""
+
+    name: str  # e.g. "Llama-2-7b-hf-zhtw": no owner prefix, so the user publishes it under their own
+    basename: str  # the base's name without owner, e.g. "Llama-2-7b-hf"
+    base_model: str | None  # the base's hub id (owner/name), None when it is not known
+    license: str
+    datasets: tuple[str, ...] = ()
+
+
+def is_hub_id(name: object) -> bool:
+    """Whether `name` looks like a hub repository id (owner/name), not a local path."""
+    return isinstance(name, str) and bool(_HUB_ID.match(name)) and not Path(name).expanduser().exists()
+
+
+def base_model_id(prepare: dict[str, Any], given: str | None) -> str | None:
+    """The base's hub id: `--base-model-id`, else the `_name_or_path` of the base's own config.json when it
+    names a hub repository; never the local folder's name (which says nothing about the model's origin)."""
+    if given:
+        return given
+    config = Path(str(prepare.get("base_model", ""))) / "config.json"
+    try:
+        name = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if is_hub_id(name) else None
+
+
+def model_identity(
+    prepare: dict[str, Any], given_base_id: str | None, license: str, datasets: Sequence[str] = ()
+) -> ModelIdentity:
+    """The names the card and the GGUF metadata use, computed once from the user's options and the base."""
+    base_id = base_model_id(prepare, given_base_id)
+    basename = (base_id or Path(str(prepare.get("base_model", "base"))).name).split("/")[-1]
+    return ModelIdentity(f"{basename}-zhtw", basename, base_id, license, tuple(datasets))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -360,33 +417,21 @@ def _card_body(
     return "\n\n".join(parts) + "\n"
 
 
-def _datasets(summary: dict[str, Any] | None) -> list[str]:
-    files = ((summary or {}).get("options") or {}).get("data_files") or []
-    names = []
-    for f in files:
-        name = Path(f).name
-        for suffix in (".jsonl.gz", ".jsonl", ".parquet", ".txt.gz", ".txt"):
-            name = name.removesuffix(suffix)
-        names.append(name)
-    return list(dict.fromkeys(names))
-
-
 def write_model_card(
     out: Path,
     prepare: dict[str, Any],
     summary: dict[str, Any] | None,
     export_meta: dict[str, Any],
     tokenizer_report: str | Path | None = None,
-    license: str = "other",
-    base_model_id: str | None = None,
+    identity: ModelIdentity | None = None,
     gguf_file: str | None = None,
 ) -> dict[str, Any]:
     """Write `out/README.md` (and copy the run's loss.png beside it); return what the card reports."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    base_label = base_model_id or Path(str(prepare.get("base_model", "base"))).name
-    tok_meta_path = out / "zhtw_tokenizer.json"
-    tok_meta = json.loads(tok_meta_path.read_text(encoding="utf-8")) if tok_meta_path.is_file() else {}
+    identity = identity or model_identity(prepare, None, "other")
+    base_label = identity.base_model or identity.basename
+    tok_meta = TokenizerMeta.read(out).to_dict() if TokenizerMeta.path(out).is_file() else {}
     if tok_meta:
         tok_meta = {**tok_meta, **_vocabulary_lines(out, tok_meta)}
     n_tok, n_base = int(prepare.get("tokenizer_size", 0)), int(prepare.get("base_vocab_size", 0))
@@ -396,9 +441,7 @@ def write_model_card(
         try:
             data = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            from zhtw.pretrain.export import ExportError
-
-            raise ExportError(
+            raise ModelCardError(
                 f"the tokenizer report {report} cannot be read ({e}); pass the eval.json that `zhtw-tok eval` "
                 "wrote, or leave --tokenizer-report out to measure compression on the training text."
             ) from e
@@ -423,16 +466,16 @@ def write_model_card(
             shutil.copyfile(plot, out / "loss.png")
             has_plot = True
 
-    name = f"{base_label}-zhtw"
+    name = identity.name
     meta = dict(export_meta, gguf_file=gguf_file)
     data = ModelCardData(
-        base_model=base_label,
+        base_model=identity.base_model,
         library_name="transformers",
-        license=license,
+        license=identity.license,
         language=DEFAULT_LANGUAGES,
         tags=["llama", "zh-TW", "traditional-chinese", "continued-pretraining", "lora", "zhtw"]
         + (["gguf"] if gguf_file else []),
-        datasets=_datasets(summary) or None,
+        datasets=list(identity.datasets) or None,  # as the user named them (--dataset), never file names
         pipeline_tag="text-generation",
         model_name=name,
     )
@@ -445,4 +488,7 @@ def write_model_card(
         "compression_source": source,
         "loss_plot": "loss.png" if has_plot else None,
         "results_rows": len(loss_by_step((summary or {}).get("log_history") or [])),
+        "name": identity.name,
+        "base_model": identity.base_model,
+        "datasets": list(identity.datasets),
     }

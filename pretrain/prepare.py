@@ -33,13 +33,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from zhtw.common.cli import ArgumentParser, add_common_options, parse_dtype, run_main
 from zhtw.common.errors import OutputError, ZhtwError
 from zhtw.common.fsutil import (
     LOCK_NAME,
     OWNER_MARKER,
-    atomic_write_json,
     check_disjoint,
     clear_owned_output,
     files_intact,
@@ -47,7 +47,9 @@ from zhtw.common.fsutil import (
     sha256_file,
     show_path,
 )
+from zhtw.common.meta import ArtifactMeta, MetadataError, typed
 from zhtw.pretrain.init_methods import DEFAULT_INIT, INIT_METHODS, INITS, InitError, initialise_new_rows
+from zhtw.tokenizer.meta import TokenizerMeta
 
 __all__ = [
     "ADAPTER_RECORD",
@@ -334,7 +336,10 @@ def _tokenizer_metadata(d: Path) -> dict[str, Any]:
             f"{show_path(path)} records no file digests, so the tokenizer files cannot be checked; rebuild it "
             "with `zhtw-tok build ... --overwrite`."
         )
-    return meta
+    try:
+        return TokenizerMeta.from_dict(meta, where=path).to_dict()  # typed keys checked, schema version known
+    except MetadataError as e:
+        raise TokenizerMismatchError(f"{e} Rebuild it with `zhtw-tok build ... --overwrite`.") from e
 
 
 def _pieces_from_tokenizer_json(path: Path) -> dict[int, str]:
@@ -626,9 +631,37 @@ def _resize_and_save(
         "files": {name: sha256_file(out / name) for name in written},
     }
     meta["seconds"] = round(time.perf_counter() - t_start, 2)
-    atomic_write_json(out / METADATA, meta)
+    record = PrepareMeta.from_dict(meta, where=out / METADATA)
+    record.write(out)
     log(f"wrote {out} in {meta['seconds']:.1f} s")
-    return meta
+    return record.to_dict()
+
+
+@dataclass
+class PrepareMeta(ArtifactMeta):
+    """`zhtw_prepare.json`: what training, evaluation and export need to know about a prepared model."""
+
+    FILENAME: ClassVar[str] = METADATA
+    FORMAT: ClassVar[str | None] = FORMAT
+    MADE_BY: ClassVar[str] = "zhtw-pretrain prepare"
+
+    base_model: str = typed(str)
+    tokenizer_dir: str = typed(str)
+    tokenizer_sha256: str = typed(str)
+    base_vocab_size: int = typed(int)
+    tokenizer_size: int = typed(int)
+    embedding_rows: int = typed(int)
+    new_token_ids: list[int] = typed(list)
+    tie_word_embeddings: bool = typed(bool)
+    init: str = typed(str, default="mean")
+    dtype: str = typed(str, default="auto")
+    files: dict[str, str] = typed(dict, default_factory=dict)
+
+
+def read_prepare_meta(directory: str | Path) -> PrepareMeta:
+    """The typed `zhtw_prepare.json` of a prepared model directory; `NotPreparedError` with the fix otherwise."""
+    d = Path(directory).expanduser()
+    return PrepareMeta.from_dict(load_prepare_metadata(d), where=d / METADATA)
 
 
 def load_prepare_metadata(directory: str | Path) -> dict[str, Any]:
@@ -648,7 +681,10 @@ def load_prepare_metadata(directory: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise NotPreparedError(f"{path} has format {got!r}, expected {FORMAT!r}. {fix}")
-    return meta
+    try:
+        return PrepareMeta.from_dict(meta, where=path).to_dict()  # typed keys checked, schema_version added
+    except MetadataError as e:
+        raise NotPreparedError(f"{e} {fix}") from e
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -656,7 +692,7 @@ def load_prepare_metadata(directory: str | Path) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="zhtw-pretrain prepare",
         description="Resize a base Llama-family model to a `zhtw-tok build` tokenizer, initialise the new "
         "embedding and output-head rows, and save model, tokenizer and zhtw_prepare.json. Rerunning on a "
@@ -682,31 +718,32 @@ def _parser() -> argparse.ArgumentParser:
         default=64,
         help="round the embedding rows up to this multiple (pad rows are initialised like the others); 1: none",
     )
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="'auto' keeps the base model's dtype")
+    p.add_argument("--dtype", type=parse_dtype, default="auto",
+                   help="float32, bfloat16 or float16 (fp32/bf16/fp16 accepted); 'auto' keeps the base model's dtype")
     p.add_argument("--overwrite", action="store_true", help="replace an output prepared from other inputs")
+    add_common_options(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of `zhtw-pretrain prepare`; exits 1 with the message of a refused run."""
-    args = _parser().parse_args(argv)
-    try:
-        prepare_model(
-            args.base,
-            args.tokenizer,
-            args.output,
-            init=args.init,
-            pad_to_multiple_of=args.pad_to_multiple_of,
-            dtype=args.dtype,
-            overwrite=args.overwrite,
-        )
-    except ZhtwError as e:
-        print(f"zhtw-pretrain prepare: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
-    except OSError as e:
-        print(f"zhtw-pretrain prepare: {os_error_message(e, args.output)}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `zhtw-pretrain prepare`: 0 done, 1 refused (one line with the fix), 2 usage."""
+    parser = _parser()
+    return run_main(parser.prog, parser, _run, argv, describe_os_error=lambda e: os_error_message(e, "."))
+
+
+def _run(args: argparse.Namespace) -> None:
+    prepare_model(
+        args.base,
+        args.tokenizer,
+        args.output,
+        init=args.init,
+        pad_to_multiple_of=args.pad_to_multiple_of,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        log=(lambda m: None) if args.quiet else print,
+    )
+    print(f"prepared model: {show_path(args.output)} (metadata {show_path(Path(args.output) / METADATA)})")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(sys.argv[1:]))

@@ -52,9 +52,7 @@ def flow(tmp_path_factory, shared_data):
     tmp = tmp_path_factory.mktemp("bytelevel_flow")
     llama3 = shared_data / "tokenizers/llama3"
     sample = REPO / "corpus/sample/sample.warc.wet.gz"
-    with pytest.raises(SystemExit) as done:
-        corpus_main(["run", str(sample), "--output", str(tmp / "corpus"), "--workers", "1", "--no-progress"])
-    assert done.value.code in (0, None)
+    assert corpus_main(["run", str(sample), "--output", str(tmp / "corpus"), "--workers", "1", "--quiet"]) == 0
     assert tok_main(["build", "--base", str(llama3), "--corpus", str(tmp / "corpus"), "--output", str(tmp / "tok"),
                      "--new-tokens", str(NEW_TOKENS), "--quiet"]) == 0  # fmt: skip
     _tiny_llama3(tmp / "base", llama3)

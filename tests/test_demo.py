@@ -78,7 +78,7 @@ def test_four_stages_on_stories260k(shared_data, tmp_path):
     text.mkdir()
     _write_jsonl(shared_data / "corpus/train/hongloumeng.jsonl.gz", text / "hongloumeng.jsonl", 150_000)
     tok_main(["build", "--base", str(base), "--corpus", str(text), "--output", str(tmp_path / "tok"),
-              "--vocab-size", "640", "--quiet", "--num-threads", "1"])  # fmt: skip
+              "--vocab-size", "640", "--quiet", "--workers", "1"])  # fmt: skip
     prepare_model(str(base), str(tmp_path / "tok"), str(tmp_path / "prepared"), log=lambda _: None)
     old = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -87,8 +87,8 @@ def test_four_stages_on_stories260k(shared_data, tmp_path):
                     "--data_files", str(text), "--output_dir", str(tmp_path / "train"), "--block_size", "64",
                     "--max_steps", "20", "--save_steps", "20", "--eval_steps", "10", "--logging_steps", "5",
                     "--disable_tqdm", "true"])  # fmt: skip
-        export_main(["--model", str(tmp_path / "prepared"), "--adapter", str(tmp_path / "train"),
-                     "--output", str(tmp_path / "export"), "--dtype", "fp32", "--gguf", "f16"])  # fmt: skip
+        assert export_main(["--model", str(tmp_path / "prepared"), "--adapter", str(tmp_path / "train"),
+                            "--output", str(tmp_path / "export"), "--dtype", "fp32", "--gguf", "f16"]) == 0  # fmt: skip
     finally:
         torch.set_num_threads(old)
     out = tmp_path / "export"
@@ -104,7 +104,8 @@ def test_four_stages_on_stories260k(shared_data, tmp_path):
     text_out = tok.decode(generated[0], skip_special_tokens=True)
     assert text_out.startswith("Once upon a time,") and len(text_out) > len("Once upon a time,") + 10
     card = (out / "README.md").read_text()
-    assert "base_model: stories260K" in card and "| pieces added | 128 |" in card
+    # a local base without a hub id: no base_model in the card (never the folder's name), a name of our own
+    assert "base_model:" not in card and "model_name: stories260K-zhtw" in card and "| pieces added | 128 |" in card
 
 
 def test_demo_overwrite_never_deletes_a_directory_it_did_not_create(tmp_path):

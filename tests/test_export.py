@@ -56,9 +56,7 @@ def tiny(tmp_path_factory):
     from zhtw.tokenizer.cli import main as tok_main
 
     root = tmp_path_factory.mktemp("export")
-    with pytest.raises(SystemExit) as exc:
-        corpus_main(["run", str(SAMPLE), "--output", str(root / "corpus"), "--workers", "1", "--no-progress"])
-    assert exc.value.code == 0
+    assert corpus_main(["run", str(SAMPLE), "--output", str(root / "corpus"), "--workers", "1", "--quiet"]) == 0
     base = root / "base"
     train_base_tokenizer(base, english_texts(2000))
     make_tiny_llama(base, 384, tied=False, seed=0)
@@ -68,7 +66,7 @@ def tiny(tmp_path_factory):
     make_tiny_llama(base_tied, 384, tied=True, seed=1)
     for name, size in (("tok", 640), ("tok576", 576)):
         code = tok_main(["build", "--base", str(base), "--corpus", str(root / "corpus"), "--output",
-                         str(root / name), "--vocab-size", str(size), "--quiet", "--num-threads", "1"])  # fmt: skip
+                         str(root / name), "--vocab-size", str(size), "--quiet", "--workers", "1"])  # fmt: skip
         assert code in (0, None)
     prepare_model(str(base), str(root / "tok"), str(root / "prepared"), log=_quiet)
     prepare_model(str(base_tied), str(root / "tok"), str(root / "prepared_tied"), log=_quiet)
@@ -174,10 +172,10 @@ def test_refuses_adapter_of_another_vocabulary(tiny, tmp_path, capsys):
     adapter = make_adapter(tiny / "prepared576", tmp_path / "adapter576")
     with pytest.raises(AdapterMismatchError, match=r"vocabulary size.*576.*640"):
         export(tiny / "prepared", adapter, tmp_path / "out", log=_quiet)
-    with pytest.raises(SystemExit) as exc:
-        main(["--model", str(tiny / "prepared"), "--adapter", str(adapter), "--output", str(tmp_path / "o2")])
-    assert exc.value.code == 1
+    capsys.readouterr()  # drop the progress bars of building the adapter
+    assert main(["--model", str(tiny / "prepared"), "--adapter", str(adapter), "--output", str(tmp_path / "o2")]) == 1
     err = capsys.readouterr().err
+    assert err.startswith("zhtw-export: error: ") and err.count("\n") == 1
     assert "prepared576" in err and "does not fit the model" in err and str(tiny / "prepared") in err
     assert not (tmp_path / "out").exists()
 
@@ -217,9 +215,8 @@ def test_nan_adapter_fails_the_reload_check(tiny, tmp_path, capsys):
     with pytest.raises(VerificationError, match="NaN"):
         export(tiny / "prepared", adapter, tmp_path / "out", dtype="fp32", log=_quiet)
     assert not (tmp_path / "out" / "zhtw_export.json").exists()  # never looks finished
-    with pytest.raises(SystemExit) as exc:
-        main(["--model", str(tiny / "prepared"), "--adapter", str(adapter), "--output", str(tmp_path / "o2")])
-    assert exc.value.code == 1 and "NaN" in capsys.readouterr().err
+    assert main(["--model", str(tiny / "prepared"), "--adapter", str(adapter), "--output", str(tmp_path / "o2")]) == 1
+    assert "NaN" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -247,9 +244,10 @@ def exported(tiny, trained):
     shards = [str(p) for p in (tiny / "corpus" / "shards").glob("*.jsonl.gz")]
     write_report(evaluate([str(tiny / "base"), str(tiny / "tok")], shards), tiny / "tok_eval")
     out = tiny / "exported"
-    meta = export(tiny / "prepared", trained / "checkpoint-12", out, dtype="fp32", gguf="f16",
+    meta = export(tiny / "prepared", trained / "checkpoint-12", out, dtype="float32", gguf="f16",
                   tokenizer_report=tiny / "tok_eval" / "eval.json", license="apache-2.0",
-                  base_model_id="example/tiny-llama", log=_quiet)  # fmt: skip
+                  base_model_id="example/tiny-llama", datasets=["example/zhtw-news", "example/wiki"],
+                  log=_quiet)  # fmt: skip
     return out, meta
 
 
@@ -262,7 +260,8 @@ def test_model_card_has_the_fields_and_the_run_numbers(exported, trained):
     data = card.data.to_dict()
     assert data["base_model"] == "example/tiny-llama" and data["library_name"] == "transformers"
     assert data["license"] == "apache-2.0" and "zh" in data["language"] and "gguf" in data["tags"]
-    assert data["datasets"] == ["shards"]
+    assert data["datasets"] == ["example/zhtw-news", "example/wiki"]  # as given, never file names
+    assert data["model_name"] == "tiny-llama-zhtw"  # not in the base's namespace (example/...)
     text = card.text
     for heading in ("## Vocabulary extension", "### Training hyperparameters", "### Training results",
                     "## Framework versions", "## How to load", "## Export check"):  # fmt: skip
@@ -282,8 +281,13 @@ def test_model_card_has_the_fields_and_the_run_numbers(exported, trained):
 
 
 def test_model_card_measures_compression_without_a_report(tiny, trained, tmp_path):
+    from huggingface_hub import ModelCard
+
     out = tmp_path / "out"
     meta = export(tiny / "prepared", trained / "adapter", out, dtype="fp32", log=_quiet)
+    data = ModelCard.load(out / "README.md").data.to_dict()
+    # no --base-model-id and a local base without a hub _name_or_path: no base_model, never the folder name
+    assert "base_model" not in data and "datasets" not in data and data["model_name"] == "base-zhtw"
     comp = meta["model_card"]["compression"]
     assert comp and comp[0]["after"] > comp[0]["before"] > 0
     assert "measured on" in (out / "README.md").read_text()
@@ -310,6 +314,12 @@ def test_gguf_read_back(exported, tiny):
     assert types.count(int(TokenType.BYTE)) == 256 and types[0] == int(TokenType.UNKNOWN)
     assert types[1] == types[2] == int(TokenType.CONTROL)
     assert (field("tokenizer.ggml.bos_token_id"), field("tokenizer.ggml.eos_token_id")) == (1, 2)
+    assert field("general.name") == "tiny-llama-zhtw" and field("general.basename") == "tiny-llama"
+    assert field("general.license") == "apache-2.0" and field("general.size_label").endswith("K")
+    assert field("general.base_model.count") == 1 and field("general.base_model.0.organization") == "example"
+    assert field("general.base_model.0.repo_url") == "https://huggingface.co/example/tiny-llama"
+    assert field("general.source.repo_url") == "https://huggingface.co/example/tiny-llama"
+    assert field("general.dataset.count") == 2 and field("general.dataset.0.name") == "example/zhtw-news"
     tensors = {t.name: t for t in reader.tensors}
     assert len(tensors) == 3 + 2 * 9 and "output.weight" in tensors  # untied head
     weights = load_file(str(out / "model.safetensors"))
@@ -372,3 +382,28 @@ def test_llama_cpp_tokenises_and_scores_like_transformers(exported, tiny):
     scale = max(1.0, float(np.abs(want).max()))
     assert np.abs(got - want).max() <= 2e-2 * scale
     assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.9
+
+
+def test_base_model_id_from_the_base_config_not_the_folder(tiny, tmp_path):
+    """`_name_or_path` of the base's own config.json names the base; a local path there is not a hub id."""
+    from zhtw.pretrain.model_card import model_identity
+
+    base = tmp_path / "my-local-folder"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"_name_or_path": "meta-llama/Llama-2-7b-hf"}))
+    ident = model_identity({"base_model": str(base)}, None, "llama2")
+    assert (ident.base_model, ident.name, ident.basename) == ("meta-llama/Llama-2-7b-hf", "Llama-2-7b-hf-zhtw",
+                                                             "Llama-2-7b-hf")  # fmt: skip
+    (base / "config.json").write_text(json.dumps({"_name_or_path": str(tmp_path)}))
+    assert model_identity({"base_model": str(base)}, None, "x").base_model is None
+    assert model_identity({"base_model": str(base)}, "org/given", "x").base_model == "org/given"
+
+
+def test_export_metadata_is_typed_and_versioned(exported):
+    from zhtw.common.meta import SCHEMA_KEY
+    from zhtw.pretrain.export import ExportMeta
+
+    out, meta = exported
+    record = ExportMeta.read(out)
+    assert record.dtype == "float32" and record.verify == meta["verify"] and record.get("gguf")["file"]
+    assert json.loads((out / "zhtw_export.json").read_text())[SCHEMA_KEY] == 1

@@ -39,7 +39,7 @@ SENTENCES = [
     "行政院公報刊登最新的法規命令。",
 ]
 BASE_VOCAB = 400
-QUICK = ["--heldout-mb", "0.004", "--num-threads", "1", "--quiet"]
+QUICK = ["--heldout-mb", "0.004", "--workers", "1", "--quiet"]
 
 
 def _corpus(path: Path, docs: int = 300, seed: int = 1) -> Path:
@@ -456,7 +456,7 @@ def test_cli_refusals_one_line_and_exit_status(
     ]
     for extra, status, words, out in cases:
         args = {"--base": str(env["base"]), "--corpus": str(env["corpus"]), "--output": str(out),
-                "--vocab-size": "576", "--heldout-mb": "0.004", "--num-threads": "1"}  # fmt: skip
+                "--vocab-size": "576", "--heldout-mb": "0.004", "--workers": "1"}  # fmt: skip
         args.update(dict(zip(extra[::2], extra[1::2])))
         argv = ["build", *[x for kv in args.items() for x in kv], "--quiet"]
         assert main(argv) == status, extra

@@ -184,6 +184,21 @@ def test_unigram_base_refused(tmp_path: Path) -> None:
     assert rc == 1
 
 
+def test_base_with_pieces_outranking_its_merges_refused(tiny: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """A Chinese-LLaMA-style base (new pieces appended at score 0) is refused before training, nothing written."""
+    trained = load_proto(tiny["out"] / "tokenizer.model")
+    naive = naive_merge(load_proto(tiny["base"]), trained, len(trained.pieces))
+    model = tmp_path / "naive.model"
+    model.write_bytes(naive.SerializeToString())
+    with pytest.raises(UnsupportedBaseError, match="not in merge order.*Extend the original base"):
+        load_base(model)
+    out = tmp_path / "o"
+    rc = main(["build", "--base", str(model), "--corpus", str(tiny["corpus"]), "--output", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "naive.model is not in merge order" in err
+    assert not out.exists()
+
+
 def test_base_without_byte_fallback_refused(tmp_path: Path) -> None:
     model = _train_base(tmp_path, byte_fallback=False, vocab=120)
     with pytest.raises(UnsupportedBaseError, match="no byte fallback"):
@@ -379,3 +394,11 @@ def test_eval_report(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.Captu
     assert all(p.stat().st_size > 0 for p in paths.values())
     assert main(["eval", str(tiny["base"]), str(tiny["out"]), "--text", str(text), "--output", str(tmp_path / "r2")]) == 0
     assert "chars/token" in capsys.readouterr().out
+
+
+def test_cli_default_vocab_size_is_the_builds() -> None:
+    """zhtw-tok's --help states the build default without importing sentencepiece: the two must agree."""
+    from zhtw.tokenizer import build as build_module
+    from zhtw.tokenizer import cli
+
+    assert cli.DEFAULT_VOCAB_SIZE == build_module.DEFAULT_VOCAB_SIZE

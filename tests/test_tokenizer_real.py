@@ -87,3 +87,16 @@ def test_stories260k_extends_cleanly(shared_data: Path, tmp_path: Path) -> None:
     story = "Once upon a time, there was a little girl named Lily."
     assert tok.encode(story, add_special_tokens=False) == sp.encode(story)
     assert tok(story)["input_ids"][0] == sp.bos_id()
+
+
+def test_chinese_llama2_base_refused_up_front(shared_data: Path, tmp_path: Path, capsys) -> None:
+    """Chinese-LLaMA-2's 23k score-0 pieces: one line naming the file and what is supported; no output left."""
+    from zhtw.tokenizer.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["build", "--base", str(shared_data / "tokenizers/chinese-llama2"), "--corpus",
+               str(shared_data / "corpus/train/hongloumeng.jsonl.gz"), "--output", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1
+    assert "chinese-llama2/tokenizer.model is not in merge order" in err and "Supported:" in err
+    assert not out.exists()

@@ -8,50 +8,30 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import re
-import sys
 from collections.abc import Sequence
 
-from zhtw.common.errors import ZhtwError
-from zhtw.corpus.readers import InputError
-from zhtw.tokenizer.build import DEFAULT_VOCAB_SIZE, BuildConfig, build
-from zhtw.tokenizer.errors import UsageError
+from zhtw.common.cli import ArgumentParser, add_common_options, add_version, add_workers_option, run_main, say
 
+PROG = "zhtw-tok"
+DEFAULT_VOCAB_SIZE = 61_440  # = zhtw.tokenizer.build.DEFAULT_VOCAB_SIZE (a test checks): no sentencepiece import here
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def _safe(msg: str) -> str:
-    """`msg` printable on any terminal: names that are not UTF-8 (surrogate escapes) come out escaped."""
-    return msg.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _err(msg: str) -> None:
-    """One line on stderr, whatever the message holds (library messages may carry newlines)."""
-    print(re.sub(r"\s*\n\s*", " ", _safe(msg)), file=sys.stderr, flush=True)
-
-
 def _say(msg: str) -> None:
-    print(_safe(msg), flush=True)
-
-
-class _SafeFormatter(logging.Formatter):
-    """Warnings (e.g. an unreadable corpus file) are printed even when a file name is not UTF-8."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return _safe(super().format(record))
+    say(msg)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="zhtw-tok",
         description="Extend a SentencePiece BPE (Llama-family) tokenizer with a Traditional Chinese vocabulary.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    add_version(p)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_common_options(common, with_version=False)
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser(
@@ -104,12 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-piece-length", type=int, default=16, help="longest trained piece, in characters")
     b.add_argument("--all-scripts", action="store_true",
                    help="also add new pieces without Chinese characters (changes English/code tokenisation)")
-    b.add_argument("--num-threads", type=int, default=os.cpu_count() or 1, help="threads for training and encoding")
+    add_workers_option(b, default=os.cpu_count() or 1, help="threads for training and encoding",
+                       old=["--num-threads"])
     b.add_argument("--keep-candidates", action="store_true",
                    help="also write candidates.model, the trained SentencePiece vocabulary the pieces came from")
     b.add_argument("--no-verify", action="store_true", help="skip the verification after building")
     b.add_argument("--overwrite", action="store_true", help="replace an output directory built from other inputs")
-    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.add_argument("--verbose", action="store_true", help="show SentencePiece's trainer log")
 
     v = sub.add_parser(
@@ -147,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _build(args: argparse.Namespace) -> None:
+    from zhtw.tokenizer.build import BuildConfig, build
+
     cfg = BuildConfig(
         base=args.base,
         corpus=list(args.corpus),
@@ -165,14 +147,15 @@ def _build(args: argparse.Namespace) -> None:
         character_coverage=args.character_coverage,
         max_piece_length=args.max_piece_length,
         zh_only=not args.all_scripts,
-        num_threads=args.num_threads,
+        num_threads=args.workers,
         verify=not args.no_verify,
         keep_candidates=args.keep_candidates,
         overwrite=args.overwrite,
         progress=not args.quiet,
         verbose=args.verbose,
     )
-    build(cfg, log=_say)
+    result = build(cfg, log=_say)
+    _say(f"tokenizer: {result.output} (metadata {result.output / 'zhtw_tokenizer.json'})")
 
 
 def _verify(args: argparse.Namespace) -> None:
@@ -194,37 +177,14 @@ COMMANDS = {"build": _build, "verify": _verify, "eval": _eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    try:
-        COMMANDS[args.command](args)
-    except UsageError as e:
-        if args.debug:
-            raise
-        _err(f"zhtw-tok {args.command}: {e}")
-        return EXIT_USAGE
-    except (ZhtwError, InputError) as e:
-        if args.debug:
-            raise
-        _err(f"zhtw-tok {args.command}: {e}")
-        return EXIT_REFUSED
-    except OSError as e:  # disk full, permission denied, ...: name the file, no traceback
-        if args.debug:
-            raise
-        where = f": {e.filename}" if e.filename else ""
-        _err(f"zhtw-tok {args.command}: {e.strerror or e}{where}; fix that (disk space, permissions) and rerun.")
-        return EXIT_REFUSED
-    except KeyboardInterrupt:
-        _err(f"zhtw-tok {args.command}: interrupted; rerun the same command (nothing is left half-written).")
-        return 130
-    except Exception as e:  # a bug: one line by default, the traceback with --debug
-        if args.debug:
-            raise
-        _err(f"zhtw-tok {args.command}: internal error {type(e).__name__}: {e}. Rerun with --debug.")
-        return EXIT_REFUSED
-    return 0
+    """Entry point of `zhtw-tok`: 0 done, 1 refused (one line with the fix), 2 usage, 130 interrupted."""
+    from zhtw.tokenizer.errors import UsageError
+
+    return run_main(
+        lambda args: f"{PROG} {args.command}", _parser(), lambda args: COMMANDS[args.command](args), argv,
+        usage_errors=(UsageError,),
+        interrupted="; rerun the same command (nothing is left half-written).",
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ BYTE = Piece.BYTE
 UNUSED = Piece.UNUSED
 
 SUPPORTED = (
-    "SentencePiece BPE models with byte fallback and no user-defined pieces (Llama-1/Llama-2, Mistral-7B v0.1, "
+    "SentencePiece BPE models with byte fallback, no user-defined pieces and scores falling in id order "
+    "(Llama-1/Llama-2, Mistral-7B v0.1, "
     "llama2.c models such as stories260K), given as a bare tokenizer.model or a Hugging Face directory "
     "that contains tokenizer.model"
 )
@@ -184,6 +185,33 @@ def check_supported(proto: ModelProto, where: str) -> None:
         )
     if any(p.type == UNUSED for p in proto.pieces):
         raise UnsupportedBaseError(f"{where} has UNUSED pieces, which are not supported. Supported: {SUPPORTED}.")
+    check_merge_order(proto, where)
+
+
+NEVER_MERGED = -1e9  # Llama-2 scores its whitespace-run pieces this low: they tie, but nothing outranks them
+
+
+def check_merge_order(proto: ModelProto, where: str) -> None:
+    """Refuse a base whose piece scores do not fall with the id (apart from Llama-2's never-merged pieces).
+
+    A score is a merge priority. A base that appended pieces with tied or higher scores (Chinese-LLaMA-2:
+    23k pieces at score 0 above Llama-2's -1 .. -31,740) is tokenised differently by sentencepiece, which
+    breaks ties by position, and by the fast tokenizer, which needs one merge order; new pieces below
+    such a base could never be verified, so it is refused before any training.
+    """
+    last = math.inf
+    for i, p in enumerate(proto.pieces):
+        if p.type != NORMAL or p.score <= NEVER_MERGED:
+            continue
+        if p.score >= last:
+            n_bad = sum(1 for q in proto.pieces[i:] if q.type == NORMAL and q.score >= last)
+            raise UnsupportedBaseError(
+                f"{where} is not in merge order: {n_bad:,} pieces from id {i} ({p.piece!r}, score {p.score:g}) "
+                f"score as high as or higher than the piece before them ({last:g}), as in a vocabulary merged "
+                "by Chinese-LLaMA-2; sentencepiece and the fast tokenizer disagree on such ties. Extend the "
+                f"original base instead (e.g. Llama-2's tokenizer.model). Supported: {SUPPORTED}."
+            )
+        last = p.score
 
 
 def _corrupt(where: str, what: str) -> CorruptModelError:
