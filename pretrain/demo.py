@@ -215,7 +215,7 @@ def run_demo(
     train_base_tokenizer(base, english_texts())
     model_info = make_tiny_llama(base, BASE_VOCAB)
     code = tok_main(["build", "--base", str(base), "--corpus", str(out / "corpus"), "--output",
-                     str(out / "tokenizer"), "--vocab-size", str(EXTENDED_VOCAB), "--quiet", "--num-threads", "1"])  # fmt: skip
+                     str(out / "tokenizer"), "--vocab-size", str(EXTENDED_VOCAB), "--quiet", "--workers", "1"])  # fmt: skip
     if code:
         raise SystemExit(f"demo: zhtw-tok build failed with exit status {code}")
     shards = sorted(str(p) for p in (out / "corpus" / "shards").glob("*.jsonl.gz"))

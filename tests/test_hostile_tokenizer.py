@@ -448,7 +448,7 @@ def test_cli_refusals_one_line_and_exit_status(
         (["--base", str(no_model)], 1, "no tokenizer.model", tmp_path / "o3"),
         (["--vocab-size", "300"], 2, "not larger than the base", tmp_path / "o4"),
         ([], 1, "not a directory", a_file),
-        (["--num-threads", "0"], 2, "--num-threads", tmp_path / "o6"),
+        (["--workers", "0"], 2, "--workers", tmp_path / "o6"),
         (["--sample-mb", "nan"], 2, "--sample-mb", tmp_path / "o7"),
         (["--character-coverage", "1.5"], 2, "--character-coverage", tmp_path / "o8"),
         (["--base", str(broken_config)], 1, "tokenizer_config.json", tmp_path / "o9"),

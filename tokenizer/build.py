@@ -103,7 +103,7 @@ class BuildConfig:
              "--character-coverage must be above 0 and at most 1"),
             (1 <= self.max_piece_length <= 512, "--max-piece-length must be from 1 to 512 (SentencePiece)"),
             (self.prune_rounds >= 1, "--prune-rounds must be 1 or more"),
-            (self.num_threads >= 1, "--num-threads must be 1 or more"),
+            (self.num_threads >= 1, "--workers must be 1 or more"),
             (0 <= self.seed < 1 << 32, "--seed must be between 0 and 4294967295"),
             (self.selection in SELECTIONS, f"--selection must be one of {', '.join(SELECTIONS)}"),
             (bool(self.text_key), "--text-key must not be empty"),
