@@ -1,8 +1,10 @@
-"""Byte-level BPE extension quality: a byte-level base + N learned Chinese merges vs the base alone.
+"""Exploring `learn_merges` knobs that `zhtw-tok build` does not expose (source weights, per-document caps).
 
-Learns merges on a balanced sample of ../shared/data/corpus/train (never eval), then reports chars per token on
-every eval file for the base and the extension, the build time, the English/code identity count (Python stdlib
-source lines) and HF = tiktoken-reference agreement on the eval documents. Prints a table, writes JSON.
+The issue-9 benchmark with the real build is `benchmarks/tokenizer_quality.py`; this script calls
+`balanced_texts` + `learn_merges` + `extend` directly so that settings can be compared before one becomes a
+build option. It learns merges on a balanced sample of ../shared/data/corpus/train (never eval), then reports chars
+per token on every eval file for the base and the extension, the build time, the English/code identity count
+(Python stdlib source lines) and HF = tiktoken-reference agreement on wiki_drcd. Prints a table, writes JSON.
 
     .venv/bin/python benchmarks/bytelevel_merges.py --base llama3 --new-tokens 32768 --total-chars 30000000
 """
@@ -53,7 +55,7 @@ def main() -> None:
     ap.add_argument("--per-doc-cap", type=int, help="count a pre-token at most this often per document")
     ap.add_argument("--max-token-chars", type=int, help="longest new token, in characters")
     ap.add_argument("--english-lines", type=int, default=20_000)
-    ap.add_argument("--output", default="bytelevel_merges.json")
+    ap.add_argument("--output", default="build/benchmarks/bytelevel_merges.json")
     args = ap.parse_args()
 
     base_dir = DATA / "tokenizers" / args.base
@@ -117,6 +119,7 @@ def main() -> None:
         "english_identical": [same, len(english)],
         "reference_agree": [agree, len(wiki)],
     }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
 
 

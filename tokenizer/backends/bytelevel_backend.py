@@ -82,7 +82,9 @@ class ByteLevelBackend:
         t0 = time.perf_counter()
         texts = balanced_texts(files, total_chars, text_key=cfg.text_key)
         chars = sum(map(len, texts))
-        log(f"sample: {len(texts):,} documents, {chars:,} characters (equal share per file, at most {total_chars:,})")
+        how = (f"an equal share of {total_chars:,} per file" if chars >= 0.99 * total_chars
+               else f"the whole corpus: less than --sample-mb's {total_chars:,}")  # fmt: skip
+        log(f"sample: {len(texts):,} documents, {chars:,} characters ({how})")
         merges = learn_merges(base, texts, n_new, progress=_progress(log) if cfg.progress else None,
                               max_token_chars=cfg.max_token_chars)  # fmt: skip
         train_seconds = time.perf_counter() - t0
