@@ -241,7 +241,8 @@ def run_demo(
     t = _stage("3/4 pretrain: prepare (resize + init new rows), then a short LoRA + new-rows training run")
     print(f"tiny random Llama: {model_info['parameters']:,} parameters (2 layers, hidden 64) in {base}")
     prepare_model(str(base), str(out / "tokenizer"), str(out / "prepared"), log=lambda m: print(f"  {m}"))
-    train_main(_train_argv(out / "prepared", out / "corpus", out / "train", steps))
+    if train_main(_train_argv(out / "prepared", out / "corpus", out / "train", steps)):
+        raise SystemExit("demo: training failed (see the message above)")
     run = json.loads((out / "train" / "training_summary.json").read_text(encoding="utf-8"))
     final = run["final"]
     s3 = summary["pretrain"] = {

@@ -35,9 +35,13 @@ from typing import Any
 
 __all__ = [
     "LEVERS",
+    "PARAMETER_DEFINITION",
+    "fitting_changes",
+    "render_fitting_changes",
     "MemoryEstimate",
     "ModelShape",
     "estimate_memory",
+    "fits",
     "lever_effects",
     "model_shape",
     "render_estimate",
@@ -45,6 +49,12 @@ __all__ = [
 ]
 
 GIB = 1024**3
+# the one definition of the parameter counts printed by --dry-run, the training log and training_summary.json
+PARAMETER_DEFINITION = (
+    "trainable: parameters the optimizer updates (LoRA A and B, each trained embedding row as hidden_size "
+    "values per matrix, trained norms); total: the base model's parameters, each weight once (tied matrices "
+    "once, 4-bit weights unpacked), plus the LoRA matrices"
+)
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 _LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -159,13 +169,12 @@ def estimate_memory(
     n_mats = 1 if s.tied else 2
     embed_params = s.vocab_rows * s.hidden * n_mats
     norm_params = (2 * s.layers + 1) * s.hidden
-    total = base_linear + embed_params + norm_params
-
     lora = s.layers * sum(
         lora_r * (i + o)
         for name, (i, o) in linears.items()
         if name in _lora_targets(lora_target_modules or ["all-linear"])
     )
+    total = base_linear + embed_params + norm_params + lora
     if trainable_embeddings == "new_rows":
         rows = new_rows * s.hidden * n_mats
     elif trainable_embeddings == "full":
@@ -238,7 +247,7 @@ def render_estimate(est: MemoryEstimate, *, gpu_memory_gb: float | None = None, 
         lines.append(f"  {name:<18} {value / GIB:8.2f} GiB")
     lines.append(f"  {'total':<18} {est.peak_gib:8.2f} GiB")
     if gpu_memory_gb:
-        verdict = "fits" if est.peak_gib + 1.0 <= gpu_memory_gb else "does NOT fit"
+        verdict = "fits" if fits(est.peak_gib, gpu_memory_gb) else "does NOT fit"
         lines.append(
             f"with ~1 GiB of CUDA context and fragmentation this {verdict} on a {gpu_memory_gb:g} GB card."
         )
@@ -284,3 +293,66 @@ def render_levers(effects: list[dict[str, Any]]) -> str:
             f"(saves {saves:5.2f} GiB; option {e['option']})"
         )
     return "\n".join(lines)
+
+
+CONTEXT_GIB = 1.0  # CUDA context and allocator fragmentation on top of what PyTorch allocates
+
+
+def fits(peak_gib: float, gpu_memory_gb: float) -> bool:
+    """Whether an estimated peak fits a card, leaving room for the CUDA context and fragmentation."""
+    return peak_gib + CONTEXT_GIB <= gpu_memory_gb
+
+
+def _halvings(settings: dict[str, Any], accumulation: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Candidate changes, cheapest first, each on top of the previous: (estimate kwargs, config options)."""
+    steps: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    micro, acc = int(settings.get("micro_batch", 1)), accumulation
+    while micro > 1:  # smaller micro batch, more accumulation: the same effective batch, a little slower
+        micro, acc = max(1, micro // 2), acc * 2
+        steps.append(
+            (
+                {"micro_batch": micro},
+                {"per_device_train_batch_size": micro, "gradient_accumulation_steps": acc},
+            )
+        )
+    steps.append(({"gradient_checkpointing": True}, {"activation_checkpointing": "true"}))
+    steps.append(({"lora_optimizer_states": "bfloat16"}, {"lora_optimizer_states": "bfloat16"}))
+    steps.append(({"offload_activations": True}, {"offload_activations": "true"}))
+    block = int(settings["block_size"])
+    while block > 512:  # the last resort: shorter training context
+        block //= 2
+        steps.append(({"block_size": block}, {"block_size": block}))
+    return steps
+
+
+def fitting_changes(
+    shape: ModelShape, settings: dict[str, Any], *, gpu_memory_gb: float, accumulation: int
+) -> tuple[dict[str, Any], float] | None:
+    """The fewest option changes (micro batch with accumulation, checkpointing, bf16 LoRA states, offloading,
+    block size, in that order) whose estimate fits `gpu_memory_gb`: (options, peak GiB), or None when none does."""
+    current = dict(settings)
+    options: dict[str, Any] = {}
+    for kwargs, opts in _halvings(settings, accumulation):
+        if all(current.get(k) == v for k, v in kwargs.items()):
+            continue  # already so
+        current.update(kwargs)
+        options.update(opts)
+        peak = estimate_memory(shape, **current).peak_gib
+        if fits(peak, gpu_memory_gb):
+            return options, peak
+    return None
+
+
+def render_fitting_changes(found: tuple[dict[str, Any], float] | None, gpu_memory_gb: float) -> str:
+    """The line --dry-run prints when the estimate does not fit: the change that would."""
+    if found is None:
+        return (
+            f"no change of micro batch, checkpointing, optimizer states, offloading or block size fits a "
+            f"{gpu_memory_gb:g} GB card; use a larger card or several (accelerate launch)."
+        )
+    options, peak = found
+    flags = " ".join(f"--{k} {v}" for k, v in options.items())
+    batch = (
+        "a shorter block: fewer tokens per step" if "block_size" in options else "the same effective batch"
+    )
+    return f"to fit a {gpu_memory_gb:g} GB card: {flags}  (estimated peak {peak:.2f} GiB; {batch})"

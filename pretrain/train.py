@@ -17,9 +17,11 @@ Output directory (see README_TRAIN.md)::
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import glob
+import io
 import json
 import math
 import os
@@ -34,13 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from zhtw.common.errors import ZhtwError
-from zhtw.common.fsutil import atomic_write_json, check_disjoint, output_lock, show_path
+from zhtw.common.fsutil import atomic_write_bytes, atomic_write_json, check_disjoint, output_lock, show_path
 from zhtw.pretrain.memory import (
+    PARAMETER_DEFINITION,
     MemoryEstimate,
     estimate_memory,
+    fits,
+    fitting_changes,
     lever_effects,
     model_shape,
     render_estimate,
+    render_fitting_changes,
     render_levers,
 )
 from zhtw.pretrain.prepare import (
@@ -51,7 +57,7 @@ from zhtw.pretrain.prepare import (
     output_entries,
     prepared_identity,
 )
-from zhtw.pretrain.train_config import TrainConfig, build_parser, load_config
+from zhtw.pretrain.train_config import ConfigError, TrainConfig, build_parser, load_config
 
 __all__ = [
     "SUMMARY_FILE",
@@ -259,11 +265,20 @@ def _describe_run(entries: list[Path]) -> str:
     checkpoints = sorted(
         (n for n in names if n.startswith("checkpoint-")), key=lambda n: _checkpoint_step(Path(n))
     )
-    if SUMMARY_FILE in names:
+    if SUMMARY_FILE in names and _summary_status(entries[0].parent / SUMMARY_FILE) == "finished":
         return f"a finished run ({SUMMARY_FILE}, {ADAPTER_DIR}/)"
     if checkpoints:
         return f"an unfinished run ({', '.join(checkpoints[-3:])})"
     return f"other files ({', '.join(show_path(n) for n in names[:3])})"
+
+
+def _summary_status(path: Path) -> str:
+    """The summary's status: finished, training (refreshed at a save, the run did not end) or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unreadable"
+    return str(data.get("status", "finished")) if isinstance(data, dict) else "unreadable"
 
 
 def check_train_output(out: Path, resume: str | None, overwrite: bool) -> None:
@@ -333,19 +348,75 @@ def _disk_full_error(out: Path, exc: BaseException) -> TrainError:
 
 
 def estimate_for_config(config: TrainConfig, *, block_size: int | None = None) -> MemoryEstimate:
-    """The memory estimate of a config, from the prepared dir's config.json (no model is built)."""
+    """The memory estimate of a config, from config.json alone (no model is built, no weights are read)."""
     return estimate_memory(**_estimate_arguments(config, block_size=block_size))
 
 
+def _shape_and_new_rows(config: TrainConfig) -> tuple[dict[str, Any], int]:
+    """The model config.json (vocab_size = the embedding rows training will see) and the number of new rows.
+
+    A prepared model records its new token ids in zhtw_prepare.json. A base model (a directory or its
+    config.json file) needs the extended tokenizer (`--tokenizer DIR`): its zhtw_tokenizer.json gives the
+    new size and the base size, and the rows are padded as `zhtw-pretrain prepare` pads them.
+    """
+    from zhtw.pretrain.prepare import rows_for
+
+    given = Path(config.model.model_path)
+    cfg_path = given if given.is_file() else given / "config.json"
+    cfg = _read_json(
+        cfg_path, "model_path must be a prepared model, a base model directory or its config.json"
+    )
+    prepared = given / "zhtw_prepare.json"
+    if given.is_dir() and prepared.is_file():
+        first, last = _read_json(prepared, "rerun `zhtw-pretrain prepare`")["new_token_ids"]
+        return cfg, int(last) - int(first)
+    tok_meta = _tokenizer_meta(config, cfg_path)
+    size, base = int(tok_meta["vocab_size"]), int(tok_meta["base_vocab_size"])
+    if base > int(cfg["vocab_size"]):
+        raise TrainError(
+            f"the tokenizer in {config.model.tokenizer_path} extends a base of {base:,} tokens, but "
+            f"{show_path(cfg_path)} has {int(cfg['vocab_size']):,} embedding rows: the tokenizer was not built "
+            "on this base; pass the base it was built on."
+        )
+    return {**cfg, "vocab_size": rows_for(size, 64)}, size - base
+
+
+def _tokenizer_meta(config: TrainConfig, cfg_path: Path) -> dict[str, Any]:
+    """zhtw_tokenizer.json of `--tokenizer`, required to plan a run on a base model that is not prepared yet."""
+    tok = config.model.tokenizer_path
+    meta_path = Path(tok) / "zhtw_tokenizer.json" if tok else None
+    if meta_path is None or not meta_path.is_file():
+        raise TrainError(
+            f"{show_path(cfg_path)} belongs to a model that `zhtw-pretrain prepare` has not prepared (no "
+            "zhtw_prepare.json beside it), so the new embedding rows cannot be counted; give the extended "
+            "tokenizer with --tokenizer DIR (the `zhtw-tok build` output), or point model_path at the prepared model."
+        )
+    meta = _read_json(meta_path, "rebuild the tokenizer with `zhtw-tok build ... --overwrite`")
+    if not all(isinstance(meta.get(k), int) for k in ("vocab_size", "base_vocab_size")):
+        raise TrainError(
+            f"{show_path(meta_path)} has no integer vocab_size and base_vocab_size; rebuild the tokenizer with "
+            "`zhtw-tok build ... --overwrite`."
+        )
+    return meta
+
+
+def _read_json(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON object from `path`, or a TrainError naming the file and `fix`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainError(f"{show_path(path)} not found; {fix}.") from None
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"{show_path(path)} is not readable JSON ({exc}); {fix}.") from None
+    if not isinstance(data, dict):
+        raise TrainError(f"{show_path(path)} does not hold a JSON object; {fix}.")
+    return data
+
+
 def _estimate_arguments(config: TrainConfig, *, block_size: int | None = None) -> dict[str, Any]:
-    """`estimate_memory`'s arguments for a config (the shape read from the prepared dir's config.json)."""
+    """`estimate_memory`'s arguments for a config (the shape from config.json, the new rows as above)."""
     m, t = config.model, config.training
-    cfg = _model_config(m.model_path)
-    new_rows = 0
-    meta_path = Path(m.model_path) / "zhtw_prepare.json"
-    if meta_path.is_file():
-        first, last = json.loads(meta_path.read_text(encoding="utf-8"))["new_token_ids"]
-        new_rows = last - first
+    cfg, new_rows = _shape_and_new_rows(config)
     return dict(
         shape=model_shape(cfg),
         block_size=block_size or config.data.block_size,
@@ -368,20 +439,26 @@ def _estimate_arguments(config: TrainConfig, *, block_size: int | None = None) -
 
 
 def dry_run(config: TrainConfig) -> str:
-    """The `--dry-run` report: parameter counts and estimated peak GPU memory for the config."""
-    est = estimate_for_config(config)
-    t = config.training
+    """The `--dry-run` report: parameter counts and estimated peak GPU memory for the config, the memory levers,
+    and, when the estimate does not fit the card, the option changes that would."""
+    kwargs = _estimate_arguments(config)
+    shape = kwargs.pop("shape")
+    est = estimate_memory(shape, **kwargs)
+    t, gpu = config.training, config.run.gpu_memory_gb
     title = (
         f"dry run: {config.model.model_path} | {config.model.quantization}, LoRA r={config.lora.lora_r}, "
-        f"embeddings={config.model.trainable_embeddings}, block {config.data.block_size} x micro batch "
-        f"{t.per_device_train_batch_size}, checkpointing {'on' if t.activation_checkpointing else 'off'}, "
+        f"embeddings={config.model.trainable_embeddings} ({kwargs['new_rows']:,} new rows), block "
+        f"{config.data.block_size} x micro batch {t.per_device_train_batch_size} x accumulation "
+        f"{t.gradient_accumulation_steps}, checkpointing {'on' if t.activation_checkpointing else 'off'}, "
         f"S²-Attn {'on' if config.s2.s2attn else 'off'}"
     )
-    report = render_estimate(est, gpu_memory_gb=config.run.gpu_memory_gb, title=title)
-    if config.model.trainable_embeddings != "new_rows":
-        return report  # the levers table is modelled for the new-rows recipe
-    kwargs = _estimate_arguments(config)
-    return report + "\n" + render_levers(lever_effects(kwargs.pop("shape"), **kwargs))
+    parts = [render_estimate(est, gpu_memory_gb=gpu, title=title), f"({PARAMETER_DEFINITION})"]
+    if config.model.trainable_embeddings == "new_rows":  # the levers are modelled for the new-rows recipe
+        parts.append(render_levers(lever_effects(shape, **kwargs)))
+    if not fits(est.peak_gib, gpu):
+        found = fitting_changes(shape, kwargs, gpu_memory_gb=gpu, accumulation=t.gradient_accumulation_steps)
+        parts.append(render_fitting_changes(found, gpu))
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -529,19 +606,21 @@ def build_model(config: TrainConfig, meta: dict[str, Any], quantization: str, on
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameters; 4-bit weights count as their unpacked number of elements."""
+    """(trainable, total) by `PARAMETER_DEFINITION`, the definition --dry-run's estimate uses.
+
+    peft keeps a frozen original beside each `modules_to_save` copy and the trained rows in a delta beside
+    the frozen matrix; each weight is counted once (the trained copy, the matrix), 4-bit weights unpacked.
+    """
     trainable, total = 0, 0
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         n = p.numel()
         if p.__class__.__name__ == "Params4bit":
-            n = (
-                int(math.prod(getattr(p, "quant_state", None).shape))
-                if getattr(p, "quant_state", None)
-                else 2 * n
-            )
-        total += n
+            state = getattr(p, "quant_state", None)
+            n = int(math.prod(state.shape)) if state is not None else 2 * n
         if p.requires_grad:
             trainable += n
+        if ".original_module." not in name and "trainable_tokens_delta" not in name:
+            total += n
     return trainable, total
 
 
@@ -594,7 +673,10 @@ def _trainer_classes() -> tuple[type, type, type, Any]:
             # logits only for the last position, the loss below projects the hidden states in chunks
             with _activation_offload(self.offload_activations and model.training):
                 outputs = model(
-                    input_ids=inputs["input_ids"], output_hidden_states=True, logits_to_keep=1, use_cache=False
+                    input_ids=inputs["input_ids"],
+                    output_hidden_states=True,
+                    logits_to_keep=1,
+                    use_cache=False,
                 )
             hidden = outputs.hidden_states[-1]
             head = self.accelerator.unwrap_model(model).get_output_embeddings()
@@ -796,6 +878,8 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
             print(f"note: no evaluation split: {eval_note}; evaluation is off.", file=sys.stderr)
         args.eval_strategy = "no"
         args.eval_on_start = False
+    elif args.eval_strategy != "no" and resume is None:
+        args.eval_on_start = True  # the first logged evaluation is truly "before training" (step 0)
 
     texts = _held_out_texts(config)
     quantization, note = _quantization_plan(config, on_cpu, model_cfg)
@@ -812,7 +896,6 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
             else {"not_measured": "resumed run: step 0 is in the summary of the run that started it"}
         )
     trainable, total = count_parameters(model)
-    print(f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
 
     record = _adapter_record(config, meta)
     ZhtwTrainer, StopAtLoss, RecordCallback, collate = _trainer_classes()
@@ -833,8 +916,13 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
             offload_activations=config.model.offload_activations,
             bf16_lora_states=config.model.lora_optimizer_states == "bfloat16",
         )
+    run = _RunRecord(config, meta, data.stats, quantization, note, (trainable, total), started, Path(tb_dir))
+    run.eval_note = eval_note
+    _use_console(trainer, run)
+    if _is_main_process() and not config.run.quiet:
+        print(plan_block(config, trainer, run, resume), flush=True)
     result = trainer.train(resume_from_checkpoint=resume)
-    eval_metrics = trainer.evaluate() if data.eval is not None else {}
+    eval_metrics = _final_evaluation(trainer) if data.eval is not None else {}
     if trainer.args.world_size > 1:  # data parallel ranks must end with identical weights
         print(f"rank {trainer.args.process_index}: trainable checksum {_checksum(model):.10e}", flush=True)
 
@@ -842,31 +930,203 @@ def _run(config: TrainConfig, meta: dict[str, Any], resume: str | None, on_cpu: 
     if trainer.is_world_process_zero():
         trainer.save_model(str(out / ADAPTER_DIR))
         atomic_write_json(out / ADAPTER_DIR / ADAPTER_RECORD, record)
-        summary = _summary(
-            config,
-            meta,
-            data.stats,
-            trainer,
-            result,
-            eval_metrics,
-            quantization,
-            note,
-            trainable,
-            total,
-            started,
-        )
-        summary["prepared_model_identity"] = record["prepared_model_identity"]
         if texts:
             bpc["trained"] = _bits_per_char(model, load_tokenizer(tok_dir), texts, config.data.block_size)
             bpc["base"] = _base_bits_per_char(meta, texts, config.data.block_size)
             files = {n: {"documents": len(d), "chars": sum(map(len, d))} for n, d in texts.items()}
-            summary["bits_per_char"] = {"files": files, **bpc}
-        summary["evaluation_note"] = eval_note
-        _plot_losses(trainer.state.log_history, out / LOSS_PLOT)
-        atomic_write_json(out / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
-        print(f"wrote {out / ADAPTER_DIR}, {out / LOSS_PLOT} and {out / SUMMARY_FILE}", flush=True)
+            run.bits_per_char = {"files": files, **bpc}
+        summary = run.write(trainer, result=result, eval_metrics=eval_metrics)
+        if not config.run.quiet:
+            print(_artifacts_block(out, summary), flush=True)
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def _use_console(trainer: Any, run: _RunRecord) -> None:
+    """Replace the Trainer's progress printing by zhtw's bar and log lines; refresh the summary at every save."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    Console, Refresh = _console_classes()
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    args = trainer.args
+    trainer.add_callback(Console(run.tokens_per_step(args.world_size), quiet=run.config.run.quiet))
+    trainer.add_callback(Refresh(run, trainer))
+
+
+def _console_classes() -> tuple[type, type]:
+    """The console and save-refresh callbacks (defined lazily so --help and --dry-run need no torch)."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class ConsoleCallback(TrainerCallback):
+        """One progress bar (tokens/s, loss, learning rate; tqdm's ETA) and one JSON line of numbers per log."""
+
+        def __init__(self, tokens_per_step: int, *, quiet: bool) -> None:
+            self.tokens_per_step, self.quiet = tokens_per_step, quiet
+            self.bar: Any = None
+            self.postfix: dict[str, str] = {}
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not state.is_world_process_zero:
+                return
+            if state.global_step > 0 and not self.quiet:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                print(
+                    f"resuming from {show_path(ckpt)}: step {state.global_step} of {state.max_steps}",
+                    flush=True,
+                )
+            self.started, self.first_step = time.time(), state.global_step
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                unit="step",
+                dynamic_ncols=True,
+                disable=bool(args.disable_tqdm) or self.quiet,
+            )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is None:
+                return
+            self.bar.update(state.global_step - self.bar.n)
+            elapsed = max(time.time() - self.started, 1e-9)  # evaluation and saving included
+            rate = (state.global_step - self.first_step) * self.tokens_per_step / elapsed
+            self.postfix["tok/s"] = f"{rate:,.0f}"
+            self.bar.set_postfix(self.postfix, refresh=False)
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+        ) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            if "loss" in logs:
+                self.postfix["loss"] = f"{logs['loss']:.4f}"
+            if "learning_rate" in logs:
+                self.postfix["lr"] = f"{logs['learning_rate']:.2e}"
+            if self.bar is not None:
+                self.bar.set_postfix(self.postfix, refresh=False)
+            if self.quiet:
+                return
+            line = json.dumps({"step": state.global_step, **log_numbers(logs)})
+            (self.bar.write if self.bar is not None and not self.bar.disable else print)(line)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    class RefreshSummaryCallback(TrainerCallback):
+        """Rewrite loss.png and training_summary.json (status "training") at every save, so a crashed or
+        still-running run has its record beside its checkpoints."""
+
+        def __init__(self, run: _RunRecord, trainer: Any) -> None:
+            self.run, self.trainer = run, trainer
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                self.run.write(self.trainer)
+
+    return ConsoleCallback, RefreshSummaryCallback
+
+
+def log_numbers(logs: dict[str, Any]) -> dict[str, Any]:
+    """A Trainer log as numbers (floats rounded to 6 significant digits), never as quoted strings."""
+    out: dict[str, Any] = {}
+    for key, value in logs.items():
+        if key == "total_flos":
+            continue
+        out[key] = float(f"{value:.6g}") if isinstance(value, float) and math.isfinite(value) else value
+    return out
+
+
+def plan_block(config: TrainConfig, trainer: Any, run: _RunRecord, resume: str | None) -> str:
+    """The block printed before step 1: what is trained on what, for how long, in how much memory."""
+    t, d, stats = config.training, config.data, run.data_stats
+    world = trainer.args.world_size
+    sequences = t.per_device_train_batch_size * t.gradient_accumulation_steps * world
+    steps, epochs = _planned_steps(config, stats, sequences)
+    est = estimate_for_config(config)
+    trainable, total = run.params
+    eval_docs = stats.get("documents_eval")
+    lines = [
+        f"{COMMAND}: {show_path(config.model.model_path)}",
+        f"  quantization         {run.quantization}" + (f" ({run.note})" if run.note else ""),
+        f"  trainable parameters {trainable:,} of {total:,} ({100 * trainable / max(1, total):.2f}%; "
+        f"LoRA r={config.lora.lora_r}, embeddings {config.model.trainable_embeddings})",
+        f"  data                 {', '.join(stats.get('inputs') or d.data_files)}",
+        f"                       {stats.get('documents', '?')} documents ({eval_docs} held out), "
+        f"{_count(stats.get('tokens_train'))} tokens, {_count(stats.get('blocks_train'))} blocks of {d.block_size}",
+    ]
+    for source in stats.get("mixture") or []:
+        lines.append(
+            f"                       {source['source']}: {source['documents']} documents, "
+            f"{source['tokens']:,} tokens, {source['blocks']} blocks, weight {source['weight']:g}"
+        )
+    lines += [
+        f"  effective batch      {sequences} sequences = {sequences * d.block_size:,} tokens per step "
+        f"({t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation x {world} process(es))",
+        f"  steps                {steps} ({epochs} epochs)",
+        f"  S²-Attn              {_s2_line(config)}",
+        f"  memory estimate      {est.peak_gib:.3g} GiB peak on a GPU "
+        f"({'fits' if fits(est.peak_gib, config.run.gpu_memory_gb) else 'does NOT fit'} "
+        f"{config.run.gpu_memory_gb:g} GB)",
+        f"  output               {show_path(Path(t.output_dir).resolve())}",
+    ]
+    if resume is not None:
+        lines.append(f"  resume from          {show_path(resume)}")
+    return "\n".join(lines)
+
+
+def _s2_line(config: TrainConfig) -> str:
+    s2, block = config.s2, config.data.block_size
+    if not s2.s2attn:
+        return "off (full attention)"
+    return f"on, groups of {int(s2.s2attn_ratio * block)} tokens ({s2.s2attn_ratio:g} x {block}), {s2.s2attn_variant}"
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _planned_steps(config: TrainConfig, stats: dict[str, Any], sequences: int) -> tuple[int | str, str]:
+    """(optimizer steps, epochs) the run will take, from max_steps or the packed block count."""
+    t = config.training
+    blocks = stats.get("blocks_train")
+    if t.max_steps > 0:
+        epochs = f"{t.max_steps * sequences / blocks:.2f}" if isinstance(blocks, int) and blocks else "?"
+        return t.max_steps, epochs
+    if not isinstance(blocks, int) or not blocks:
+        return "?", f"{t.num_train_epochs:g}"
+    per_epoch = max(1, math.ceil(blocks / sequences))
+    return math.ceil(per_epoch * t.num_train_epochs), f"{t.num_train_epochs:g}"
+
+
+def _final_evaluation(trainer: Any) -> dict[str, float]:
+    """The evaluation of the final weights: the one logged at the last step when there is one (no second pass)."""
+    step = trainer.state.global_step
+    logged = [h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == step]
+    if logged:
+        return {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
+    return trainer.evaluate()
+
+
+def _artifacts_block(out: Path, summary: dict[str, Any]) -> str:
+    """Where the run's artifacts are, printed at the end."""
+    files = summary.get("files") or {}
+    lines = [
+        f"artifacts in {show_path(out.resolve())}:",
+        f"  adapter              {show_path(out / ADAPTER_DIR)}   (zhtw-export --adapter {show_path(out / ADAPTER_DIR)})",
+        f"  summary              {show_path(out / SUMMARY_FILE)}",
+        f"  loss plot            {show_path(out / LOSS_PLOT)}",
+    ]
+    if files.get("tensorboard"):
+        lines.append(
+            f"  TensorBoard events   {files['tensorboard']}   (tensorboard --logdir {files['tensorboard']})"
+        )
+    checkpoints = sorted(out.glob("checkpoint-*"), key=_checkpoint_step)
+    if checkpoints:
+        lines.append(f"  last checkpoint      {show_path(checkpoints[-1])}")
+    return "\n".join(lines)
 
 
 def no_eval_reason(stats: dict[str, Any], config: TrainConfig) -> str:
@@ -967,85 +1227,118 @@ def _base_bits_per_char(meta: dict[str, Any], texts: dict[str, list[str]], block
     return _bits_per_char(model, tok, texts, block_size)
 
 
-def _summary(
-    config: TrainConfig,
-    meta: dict[str, Any],
-    data_stats: dict[str, Any],
-    trainer: Any,
-    result: Any,
-    eval_metrics: dict[str, float],
-    quantization: str,
-    note: str | None,
-    trainable: int,
-    total: int,
-    started: float,
-) -> dict[str, Any]:
-    args, state = config.training, trainer.state
-    history = state.log_history
-    train_losses = [h for h in history if "loss" in h]
-    eval_losses = [h for h in history if "eval_loss" in h]
-    world = trainer.args.world_size
-    tokens_per_step = (
-        args.per_device_train_batch_size * args.gradient_accumulation_steps * world * config.data.block_size
-    )
-    final_eval = eval_metrics.get("eval_loss")
-    out = Path(args.output_dir).resolve()
-    return {
-        "format": SUMMARY_FORMAT,
-        "prepared_model": str(Path(config.model.model_path).resolve()),
-        "prepare_metadata": meta,
-        "tokenizer_path": str(Path(config.model.tokenizer_path or config.model.model_path).resolve()),
-        "adapter_path": str(out / ADAPTER_DIR),
-        "adapter_dir": ADAPTER_DIR,
-        "config_file": config.source,
-        "options": config.flat(),
-        "training_args": trainer.args.to_dict(),
-        "quantization": quantization,
-        "quantization_note": note,
-        "trainable_embeddings": config.model.trainable_embeddings,
-        "trainable_token_ids": meta.get("new_token_ids")
-        if config.model.trainable_embeddings == "new_rows"
-        else None,
-        "tie_word_embeddings": bool(meta.get("tie_word_embeddings")),
-        "s2attn": {
-            "enabled": config.s2.s2attn,
-            "ratio": config.s2.s2attn_ratio,
-            "variant": config.s2.s2attn_variant,
-            "note": "training only; evaluation and the exported model use full attention",
-        },
-        "parameters": {"trainable": trainable, "total": total},
-        "data": data_stats,
-        "world_size": world,
-        "global_steps": state.global_step,
-        "epochs": state.epoch,
-        "tokens_per_step": tokens_per_step,
-        "tokens_seen": state.global_step * tokens_per_step,
-        "final": {
-            "train_loss": train_losses[-1]["loss"] if train_losses else None,
-            "train_loss_mean": result.training_loss,
-            "eval_loss": final_eval,
-            "eval_perplexity": _ppl(final_eval),
-            "first_eval_loss": eval_losses[0]["eval_loss"] if eval_losses else None,
-        },
-        "log_history": history,
-        "memory_estimate": estimate_for_config(config).to_dict(),
-        "time": {
-            "seconds": round(time.time() - started, 2),
-            "train_runtime": result.metrics.get("train_runtime"),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        },
-        "versions": _versions(),
-        "files": {
-            "adapter": ADAPTER_DIR,
-            "loss_plot": LOSS_PLOT,
-            "tensorboard": None,  # filled in by train()
-        },
-    }
+class _RunRecord:
+    """What training_summary.json and loss.png are made of; written at every save and at the end."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        meta: dict[str, Any],
+        data_stats: dict[str, Any],
+        quantization: str,
+        note: str | None,
+        params: tuple[int, int],
+        started: float,
+        tb_dir: Path,
+    ) -> None:
+        self.config, self.meta, self.data_stats = config, meta, data_stats
+        self.quantization, self.note, self.params, self.started = quantization, note, params, started
+        self.tb_dir = tb_dir
+        self.eval_note: str | None = None
+        self.bits_per_char: dict[str, Any] | None = None
+
+    def tokens_per_step(self, world: int) -> int:
+        t = self.config.training
+        return (
+            t.per_device_train_batch_size
+            * t.gradient_accumulation_steps
+            * world
+            * self.config.data.block_size
+        )
+
+    def write(
+        self, trainer: Any, *, result: Any = None, eval_metrics: dict[str, float] | None = None
+    ) -> dict:
+        """Write loss.png and training_summary.json (status "training" until `result` is given); return it."""
+        out = Path(self.config.training.output_dir)
+        _plot_losses(trainer.state.log_history, out / LOSS_PLOT)
+        summary = self.summary(trainer, result, eval_metrics or {})
+        atomic_write_json(out / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
+        return summary
+
+    def summary(self, trainer: Any, result: Any, eval_metrics: dict[str, float]) -> dict[str, Any]:
+        config, args, state = self.config, self.config.training, trainer.state
+        history = state.log_history
+        train_losses = [h for h in history if "loss" in h]
+        eval_losses = [h for h in history if "eval_loss" in h]
+        world = trainer.args.world_size
+        final_eval = eval_metrics.get("eval_loss") if result is not None else None
+        out = Path(args.output_dir).resolve()
+        trainable, total = self.params
+        return {
+            "format": SUMMARY_FORMAT,
+            "status": "finished" if result is not None else "training",
+            "prepared_model": str(Path(config.model.model_path).resolve()),
+            "prepare_metadata": self.meta,
+            "tokenizer_path": str(Path(config.model.tokenizer_path or config.model.model_path).resolve()),
+            "adapter_path": str(out / ADAPTER_DIR) if result is not None else None,
+            "adapter_dir": ADAPTER_DIR,
+            "config_file": config.source,
+            "options": config.flat(),
+            "training_args": trainer.args.to_dict(),
+            "quantization": self.quantization,
+            "quantization_note": self.note,
+            "trainable_embeddings": config.model.trainable_embeddings,
+            "trainable_token_ids": self.meta.get("new_token_ids")
+            if config.model.trainable_embeddings == "new_rows"
+            else None,
+            "tie_word_embeddings": bool(self.meta.get("tie_word_embeddings")),
+            "s2attn": {
+                "enabled": config.s2.s2attn,
+                "ratio": config.s2.s2attn_ratio,
+                "variant": config.s2.s2attn_variant,
+                "note": "training only; evaluation and the exported model use full attention",
+            },
+            "parameters": {"trainable": trainable, "total": total, "definition": PARAMETER_DEFINITION},
+            "data": self.data_stats,
+            "world_size": world,
+            "global_steps": state.global_step,
+            "max_steps": state.max_steps,
+            "epochs": state.epoch,
+            "tokens_per_step": self.tokens_per_step(world),
+            "tokens_seen": state.global_step * self.tokens_per_step(world),
+            "final": {
+                "train_loss": train_losses[-1]["loss"] if train_losses else None,
+                "train_loss_mean": result.training_loss if result is not None else None,
+                "eval_loss": final_eval,
+                "eval_perplexity": _ppl(final_eval),
+                "first_eval_loss": eval_losses[0]["eval_loss"] if eval_losses else None,
+                "first_eval_step": eval_losses[0].get("step") if eval_losses else None,
+            },
+            "log_history": history,
+            "memory_estimate": estimate_for_config(config).to_dict(),
+            "time": {
+                "seconds": round(time.time() - self.started, 2),
+                "train_runtime": result.metrics.get("train_runtime") if result is not None else None,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S") if result is not None else None,
+            },
+            "versions": _versions(),
+            "files": {"adapter": ADAPTER_DIR, "loss_plot": LOSS_PLOT, "tensorboard": self.event_dir()},
+            "bits_per_char": self.bits_per_char,
+            "prepared_model_identity": prepared_identity(self.meta),
+            "evaluation_note": self.eval_note,
+        }
+
+    def event_dir(self) -> str | None:
+        """The directory holding TensorBoard event files, when any were written (else None)."""
+        events = sorted(self.tb_dir.rglob("events.out.tfevents.*")) if self.tb_dir.is_dir() else []
+        return show_path(events[-1].parent.resolve()) if events else None
 
 
 def _plot_losses(history: list[dict[str, Any]], path: Path) -> None:
-    """loss.png: training and evaluation loss against step."""
+    """loss.png: training and evaluation loss against step (log scale when the range is wide), the learning
+    rate on a second axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1053,47 +1346,84 @@ def _plot_losses(history: list[dict[str, Any]], path: Path) -> None:
 
     train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
     evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
+    rates = [(h["step"], h["learning_rate"]) for h in history if "learning_rate" in h and "step" in h]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     if train:
         ax.plot(*zip(*train), label="train loss", color="tab:blue")
     if evals:
         ax.plot(*zip(*evals), "o-", label="eval loss", color="tab:orange")
+    if wide_range([v for _, v in train + evals]):
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title("zhtw continued pretraining")
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if rates:
+        lr_ax = ax.twinx()
+        (line,) = lr_ax.plot(*zip(*rates), "--", color="tab:gray", linewidth=1, label="learning rate")
+        lr_ax.set_ylabel("learning rate")
+        handles, labels = handles + [line], labels + ["learning rate"]
+    if handles:
+        ax.legend(handles, labels)
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())  # a run killed while saving keeps the previous plot
+
+
+def wide_range(values: list[float]) -> bool:
+    """Whether positive losses span more than a factor of 5 (a linear axis would flatten the later curve)."""
+    positive = [v for v in values if v > 0]
+    return bool(positive) and max(positive) / min(positive) > 5
 
 
 # --------------------------------------------------------------------------------------------------------------
 # command line
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`zhtw-pretrain train [CONFIG.yaml] [--key value ...]` (see --help)."""
+_FRONT_FLAGS = ("--version", "--debug")
+_SPELLINGS = {"--dry-run": "--dry_run", "--tokenizer": "--tokenizer_path", "-q": "--quiet"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`zhtw-pretrain train [CONFIG.yaml] [--key value ...]` (see --help); the exit status.
+
+    The zhtw convention (`zhtw.common.cli.run_main`): a refusal prints one line and exits 1, a configuration
+    or usage error exits 2, tracebacks only with --debug, --version and --quiet as in every command.
+    """
+    from zhtw.common.cli import add_common_options, run_main
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         build_parser().print_help()
-        raise SystemExit(0)
-    argv = ["--dry_run" if a == "--dry-run" else a for a in argv]
-    output = "output_dir"
-    try:
-        config = load_config(argv)
-        output = config.training.output_dir
-        if config.run.dry_run:
-            print(dry_run(config))
-            return
-        train(config)
-    except ZhtwError as exc:
-        print(f"zhtw-pretrain train: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"zhtw-pretrain train: error: {os_error_message(exc, output)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return 0
+    front = [a for a in argv if a in _FRONT_FLAGS]
+    rest = [_SPELLINGS.get(a, a) for a in argv if a not in _FRONT_FLAGS]
+    parser = argparse.ArgumentParser(prog=COMMAND, add_help=False)
+    add_common_options(parser, quiet=False)  # --quiet is an option of the config (RunArguments.quiet)
+    output = ["output_dir"]
+    return run_main(
+        COMMAND,
+        parser,
+        lambda _: _main(rest, output),
+        front,
+        usage_errors=(ConfigError,),
+        describe_os_error=lambda exc: os_error_message(exc, output[0]),
+    )
+
+
+def _main(argv: list[str], output: list[str]) -> int:
+    """Parse the configuration, then dry-run or train."""
+    config = load_config(argv)
+    output[0] = config.training.output_dir
+    if config.run.dry_run:
+        print(dry_run(config))
+        return 0
+    train(config)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

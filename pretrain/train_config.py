@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -188,6 +189,9 @@ class RunArguments:
         "to continue a run instead, use resume_from_checkpoint",
         default=False,
     )
+    quiet: bool = _help(
+        "no plan block, progress bar or log lines (errors and the final summary file only)", default=False
+    )
     allow_cpu_4bit: bool = _help(
         "on CPU, train the NF4 base with bitsandbytes (slow, checked correct) instead of falling back to "
         "full precision",
@@ -249,10 +253,23 @@ def _cli_overrides(argv: list[str]) -> dict[str, Any]:
             f"could not parse the command line {argv}; see `zhtw-pretrain train --help`."
         ) from exc
     if extra:
+        flags = [e for e in extra if e.startswith("-")] or extra
+        hints = _suggestions([f.lstrip("-").split("=")[0] for f in flags], prefix="--")
         raise ConfigError(
-            f"unknown command-line option(s) {extra}; `zhtw-pretrain train --help` lists every option."
+            f"unknown command-line option(s) {flags}{hints}; `zhtw-pretrain train --help` lists every option."
         )
     return vars(namespace)
+
+
+def _suggestions(unknown: list[str], prefix: str = "") -> str:
+    """' (did you mean learning_rate?)' for the unknown keys that are close to a real one, else ''."""
+    keys = sorted(_all_keys())
+    pairs = []
+    for name in unknown:
+        near = difflib.get_close_matches(name.replace("-", "_"), keys, n=1, cutoff=0.6)
+        if near:
+            pairs.append(f"{prefix}{near[0]} for {prefix}{name}")
+    return f" (did you mean {', '.join(pairs)}?)" if pairs else ""
 
 
 def _have_accelerator() -> bool:
@@ -402,8 +419,8 @@ def load_config(argv: list[str]) -> TrainConfig:
     unknown = sorted(str(k) for k in set(values) - _all_keys())
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {unknown} in {source}; `zhtw-pretrain train --help` lists every option "
-            "(YAML keys are the option names without the leading --)."
+            f"unknown key(s) {unknown} in {source}{_suggestions(unknown)}; `zhtw-pretrain train --help` lists "
+            "every option (YAML keys are the option names without the leading --)."
         )
     parser = build_parser()
     values = _typed(values, f" in {source}") | _typed(_cli_overrides(argv), " on the command line")

@@ -60,10 +60,10 @@ def flow(tmp_path_factory, shared_data):
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train_main([str(REPO / "configs/tiny-cpu.yaml"), "--model_path", str(tmp / "prepared"),
+        assert train_main([str(REPO / "configs/tiny-cpu.yaml"), "--model_path", str(tmp / "prepared"),
                     "--data_files", str(tmp / "corpus"), "--output_dir", str(tmp / "train"), "--block_size", "64",
                     "--max_steps", "8", "--save_steps", "8", "--eval_steps", "4", "--logging_steps", "4",
-                    "--disable_tqdm", "true"])  # fmt: skip
+                    "--disable_tqdm", "true"]) == 0  # fmt: skip
         export_main(["--model", str(tmp / "prepared"), "--adapter", str(tmp / "train"), "--output",
                      str(tmp / "export"), "--dtype", "fp32", "--gguf", "f16"])  # fmt: skip
     finally:

@@ -83,10 +83,10 @@ def test_four_stages_on_stories260k(shared_data, tmp_path):
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train_main([str(REPO / "configs/tiny-cpu.yaml"), "--model_path", str(tmp_path / "prepared"),
+        assert train_main([str(REPO / "configs/tiny-cpu.yaml"), "--model_path", str(tmp_path / "prepared"),
                     "--data_files", str(text), "--output_dir", str(tmp_path / "train"), "--block_size", "64",
                     "--max_steps", "20", "--save_steps", "20", "--eval_steps", "10", "--logging_steps", "5",
-                    "--disable_tqdm", "true"])  # fmt: skip
+                    "--disable_tqdm", "true"]) == 0  # fmt: skip
         assert export_main(["--model", str(tmp_path / "prepared"), "--adapter", str(tmp_path / "train"),
                             "--output", str(tmp_path / "export"), "--dtype", "fp32", "--gguf", "f16"]) == 0  # fmt: skip
     finally:

@@ -229,11 +229,11 @@ def trained(tiny):
     from zhtw.pretrain.train import main as train_main
 
     out = tiny / "run"
-    train_main([str(REPO / "configs/tiny-cpu.yaml"), "--model_path", str(tiny / "prepared"),
+    assert train_main([str(REPO / "configs/tiny-cpu.yaml"), "--model_path", str(tiny / "prepared"),
                 "--data_files", str(tiny / "corpus" / "shards"), "--data_cache_dir", str(tiny / "cache"),
                 "--output_dir", str(out), "--block_size", "64", "--max_steps", "12", "--save_steps", "6",
                 "--eval_steps", "6", "--logging_steps", "2", "--eval_fraction", "0.05", "--eval_max_docs", "10",
-                "--trainable_norms", "false", "--disable_tqdm", "true", "--report_to", "tensorboard"])  # fmt: skip
+                "--trainable_norms", "false", "--disable_tqdm", "true", "--report_to", "tensorboard"]) == 0  # fmt: skip
     return out
 
 

@@ -164,7 +164,7 @@ def test_train_refuses_a_finished_run_and_overwrite_replaces_it(tiny, run, tmp_p
     out = tmp_path / "run"
     shutil.copytree(run, out)
     before = _snapshot(out)
-    line = _fails(train_main, _train_argv(tiny, out), capsys, 2)
+    line = _fails(train_main, _train_argv(tiny, out), capsys, 1)
     assert (
         "already holds a finished run" in line
         and "--overwrite" in line
@@ -184,14 +184,14 @@ def test_train_overwrite_never_deletes_a_foreign_directory(tiny, tmp_path, capsy
     out.mkdir()
     (out / "notes.txt").write_text("my notes")
     (out / "checkpoint-3").mkdir()
-    line = _fails(train_main, _train_argv(tiny, out, "--overwrite"), capsys, 2)
+    line = _fails(train_main, _train_argv(tiny, out, "--overwrite"), capsys, 1)
     assert "was not created by zhtw-pretrain train" in line and "notes.txt" in line
     assert (out / "notes.txt").read_text() == "my notes" and (out / "checkpoint-3").is_dir()
 
 
 def test_train_refuses_an_output_inside_an_input(tiny, capsys):
     for out in (tiny / "prepared" / "run", tiny / "data", tiny / "data" / "sub"):
-        line = _fails(train_main, _train_argv(tiny, out), capsys, 2)
+        line = _fails(train_main, _train_argv(tiny, out), capsys, 1)
         assert "overlaps the input" in line, out
     assert not (tiny / "prepared" / "run").exists() and not (tiny / "data" / "sub").exists()
     assert sorted(p.name for p in (tiny / "data").iterdir()) == ["zh.jsonl.gz"]
@@ -200,7 +200,7 @@ def test_train_refuses_an_output_inside_an_input(tiny, capsys):
 def test_second_writer_is_refused_by_every_stage(tiny, run, tmp_path, capsys):
     out = tmp_path / "busy"
     with output_lock(out, command="test"):
-        line = _fails(train_main, _train_argv(tiny, out), capsys, 2)
+        line = _fails(train_main, _train_argv(tiny, out), capsys, 1)
         assert "is writing into" in line
         line = _fails(prepare_main, ["--base", str(tiny / "base"), "--tokenizer", str(tiny / "tok"),
                                      "--output", str(out)], capsys, 1)  # fmt: skip
@@ -214,7 +214,7 @@ def test_second_writer_is_refused_by_every_stage(tiny, run, tmp_path, capsys):
 def test_output_path_that_is_a_file(tiny, run, tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("keep")
-    assert "not a directory" in _fails(train_main, _train_argv(tiny, f), capsys, 2)
+    assert "not a directory" in _fails(train_main, _train_argv(tiny, f), capsys, 1)
     line = _fails(prepare_main, ["--base", str(tiny / "base"), "--tokenizer", str(tiny / "tok"),
                                  "--output", str(f)], capsys, 1)  # fmt: skip
     assert "not a directory" in line
@@ -270,7 +270,7 @@ def test_yaml_numbers_written_as_text_are_numbers(tiny, tmp_path):
 
 def test_lora_target_matching_nothing_lists_the_layers(tiny, tmp_path, capsys):
     argv = _train_argv(tiny, tmp_path / "out", "--lora_target_modules", "q_proj", "qkv_proj")
-    line = _fails(train_main, argv, capsys, 2)
+    line = _fails(train_main, argv, capsys, 1)
     assert "['qkv_proj'] match no layer" in line
     for name in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
         assert name in line
@@ -282,13 +282,13 @@ def test_truncated_checkpoint_names_the_previous_good_one(tiny, run, tmp_path, c
     shutil.copytree(run, out)
     weights = out / "checkpoint-2" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    line = _fails(train_main, _train_argv(tiny, out, "--resume_from_checkpoint", "last"), capsys, 2)
+    line = _fails(train_main, _train_argv(tiny, out, "--resume_from_checkpoint", "last"), capsys, 1)
     assert "checkpoint-2 is damaged" in line and f"--resume_from_checkpoint {out / 'checkpoint-1'}" in line
     # a truncated optimizer state is caught the same way
     optimizer = out / "checkpoint-1" / "optimizer.pt"
     optimizer.write_bytes(optimizer.read_bytes()[:100])
     line = _fails(train_main, _train_argv(tiny, out, "--resume_from_checkpoint", str(out / "checkpoint-1")),
-                  capsys, 2)  # fmt: skip
+                  capsys, 1)  # fmt: skip
     assert "checkpoint-1 is damaged" in line and "optimizer.pt" in line and "--overwrite" in line
 
 
@@ -300,10 +300,13 @@ def test_disk_full_while_saving_is_one_line(tiny, run, tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
 
-    code = "import sys, torch; torch.set_num_threads(1); from zhtw.pretrain.train import main; main(sys.argv[1:])"
+    code = (
+        "import sys, torch; torch.set_num_threads(1); from zhtw.pretrain.train import main; "
+        "raise SystemExit(main(sys.argv[1:]))"
+    )
     proc = subprocess.run([sys.executable, "-c", code, *_train_argv(tiny, out)], capture_output=True, text=True,
                           preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert "disk is full or a size limit was hit" in last and str(out) in last and "free space" in last
@@ -487,7 +490,7 @@ def test_resume_onto_another_prepared_model_is_refused(tiny, run, tmp_path, caps
     shutil.copytree(run, out)
     argv = _train_argv(tiny, out, "--resume_from_checkpoint", "last")
     argv[argv.index("--model_path") + 1] = str(tiny / "prepared_other")
-    line = _fails(train_main, argv, capsys, 2)
+    line = _fails(train_main, argv, capsys, 1)
     assert "checkpoint-2 was trained on the prepared model" in line and str(tiny / "prepared") in line
 
 
