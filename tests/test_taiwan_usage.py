@@ -107,9 +107,7 @@ def test_real_gambling_brands_in_ccnet_titles_are_dropped(shared_data: Path, tmp
     src = tmp_path / "ccnet.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as e:
-        main(["run", str(src), "--output", str(out), "--workers", "1", "--no-progress", "--keep-dropped"])
-    assert e.value.code == 0
+    assert main(["run", str(src), "--output", str(out), "--workers", "1", "--no-progress", "--keep-dropped"]) == 0
     dropped = _records(out / "dropped")
     assert sorted((r["drop_reason"], r["title"]) for r in dropped) == sorted(
         ("spam_injection", r["title"]) for r in rows
@@ -240,9 +238,7 @@ def _run(tmp_path: Path, name: str, config: str, *extra: str) -> tuple[Path, dic
         "--no-progress",
         *extra,
     ]
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    assert e.value.code == 0
+    assert main(args) == 0
     return out, json.loads((out / "stats.json").read_text(encoding="utf-8"))
 
 
@@ -277,8 +273,7 @@ def test_origin_split_keep_dropped_and_accounting(tmp_path: Path, capsys: pytest
     assert stats["origins"] == {"converted": 2, "native": 3}
     assert sum(stats["mainland_usage"]["documents_by_origin"]["converted"].values()) == 2
     # stats --examples shows the dropped documents per reason; a rerun is a no-op
-    with pytest.raises(SystemExit):
-        main(["stats", str(out), "--examples", "1"])
+    assert main(["stats", str(out), "--examples", "1"]) == 0
     printed = capsys.readouterr().out
     assert "== spam_injection ==" in printed and "[spam_injection] d4" in printed
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.gz")}
