@@ -27,7 +27,6 @@ from zhtw.common.fsutil import (
     LOCK_NAME,
     OWNER_MARKER,
     atomic_write_bytes,
-    atomic_write_json,
     check_disjoint,
     clear_owned_output,
     output_lock,
@@ -36,6 +35,7 @@ from zhtw.common.fsutil import (
 from zhtw.tokenizer.errors import MetadataError, OutputExistsError, UsageError
 from zhtw.tokenizer.hf import HF_FILES, write_hf_files
 from zhtw.tokenizer.merge import candidate_pieces, merged_proto, reachable, select_by_savings
+from zhtw.tokenizer.meta import TokenizerMeta
 from zhtw.tokenizer.spmodel import BaseTokenizer, ModelProto, files_intact, sha256_file
 from zhtw.tokenizer.train import (
     CorpusSample,
@@ -348,7 +348,7 @@ def _finish(
     }
     meta["files"] = {name: sha256_file(out / name) for name in built["files"]}
     meta["build_seconds"] = round(time.perf_counter() - t_start, 2)
-    atomic_write_json(out / METADATA, meta)
+    TokenizerMeta.from_dict(meta, where=out / METADATA).write(out)  # typed, versioned, atomic
     log(f"wrote {show_path(out)} ({meta['vocab_size']:,} ids, {meta['num_added']:,} added) in "
         f"{meta['build_seconds']:.0f} s")  # fmt: skip
     return BuildResult(out, meta, skipped=False)
