@@ -154,6 +154,12 @@ def measure_compression(
     return [{"file": label, "characters": chars, "before": chars / before, "after": chars / after}]
 
 
+def _first_eval_label(final: dict[str, Any]) -> str:
+    """'before training' only when the first evaluation really ran at step 0 (a resumed run's may not)."""
+    step = final.get("first_eval_step")
+    return "before training" if step == 0 else f"at the first evaluation, step {_fmt(step)}"
+
+
 def _vocabulary_lines(out: Path, tok_meta: dict[str, Any]) -> dict[str, Any]:
     """The tokenizer backend's one-line description and the first added tokens (as text), for the card."""
     from zhtw.tokenizer.backends import backend_for_dir
@@ -374,8 +380,8 @@ def _card_body(
                 "rrr",
             ),
             f"Final: training loss {_fmt(final.get('train_loss'))}, evaluation loss {_fmt(final.get('eval_loss'))} "
-            f"(perplexity {_fmt(final.get('eval_perplexity'))}; {_fmt(final.get('first_eval_loss'))} before "
-            "training).",
+            f"(perplexity {_fmt(final.get('eval_perplexity'))}; {_fmt(final.get('first_eval_loss'))} "
+            f"{_first_eval_label(final)}).",
         ]
         if has_plot:
             parts.append("![training and evaluation loss](loss.png)")

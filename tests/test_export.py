@@ -407,3 +407,12 @@ def test_export_metadata_is_typed_and_versioned(exported):
     record = ExportMeta.read(out)
     assert record.dtype == "float32" and record.verify == meta["verify"] and record.get("gguf")["file"]
     assert json.loads((out / "zhtw_export.json").read_text())[SCHEMA_KEY] == 1
+
+
+def test_model_card_says_before_training_only_for_a_step_0_evaluation():
+    """A resumed run's first logged evaluation is not 'before training': the card names its step instead."""
+    from zhtw.pretrain.model_card import _first_eval_label
+
+    assert _first_eval_label({"first_eval_step": 0}) == "before training"
+    assert _first_eval_label({"first_eval_step": 500}) == "at the first evaluation, step 500"
+    assert "before" not in _first_eval_label({})
