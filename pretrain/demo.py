@@ -24,6 +24,7 @@ from typing import Any
 
 from zhtw.common.errors import ZhtwError
 from zhtw.common.fsutil import OWNER_MARKER, claim_output, clear_owned_output
+from zhtw.pretrain.train_summary import TrainSummary
 
 __all__ = ["english_texts", "main", "make_tiny_llama", "run_demo", "train_base_tokenizer"]
 
@@ -243,14 +244,14 @@ def run_demo(
     prepare_model(str(base), str(out / "tokenizer"), str(out / "prepared"), log=lambda m: print(f"  {m}"))
     if train_main(_train_argv(out / "prepared", out / "corpus", out / "train", steps)):
         raise SystemExit("demo: training failed (see the message above)")
-    run = json.loads((out / "train" / "training_summary.json").read_text(encoding="utf-8"))
-    final = run["final"]
+    run = TrainSummary.read(out / "train")
+    final = run.final
     s3 = summary["pretrain"] = {
         "prepared": str(out / "prepared"),
         "train_output": str(out / "train"),
-        "adapter": run["adapter_path"],
-        "steps": run["global_steps"],
-        "tokens_seen": run["tokens_seen"],
+        "adapter": run.adapter_path,
+        "steps": run.get("global_steps"),
+        "tokens_seen": run.get("tokens_seen"),
         "eval_loss_before": final["first_eval_loss"],
         "eval_loss_after": final["eval_loss"],
         "loss_plot": str(out / "train" / "loss.png"),

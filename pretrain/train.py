@@ -58,6 +58,7 @@ from zhtw.pretrain.prepare import (
     prepared_identity,
 )
 from zhtw.pretrain.train_config import ConfigError, TrainConfig, build_parser, load_config
+from zhtw.pretrain.train_summary import SUMMARY_FILE, SUMMARY_FORMAT, TrainSummary
 
 __all__ = [
     "SUMMARY_FILE",
@@ -71,8 +72,6 @@ __all__ = [
     "train",
 ]
 
-SUMMARY_FILE = "training_summary.json"
-SUMMARY_FORMAT = "zhtw-train/1"
 ADAPTER_DIR = "adapter"
 TENSORBOARD_DIR = "tensorboard"
 LOSS_PLOT = "loss.png"
@@ -1262,9 +1261,10 @@ class _RunRecord:
         """Write loss.png and training_summary.json (status "training" until `result` is given); return it."""
         out = Path(self.config.training.output_dir)
         _plot_losses(trainer.state.log_history, out / LOSS_PLOT)
-        summary = self.summary(trainer, result, eval_metrics or {})
-        atomic_write_json(out / SUMMARY_FILE, json.loads(json.dumps(summary, default=str)))
-        return summary
+        summary = json.loads(json.dumps(self.summary(trainer, result, eval_metrics or {}), default=str))
+        record = TrainSummary.from_dict(summary, where=out / SUMMARY_FILE)  # the keys export reads, checked
+        record.write(out)
+        return record.to_dict()
 
     def summary(self, trainer: Any, result: Any, eval_metrics: dict[str, float]) -> dict[str, Any]:
         config, args, state = self.config, self.config.training, trainer.state

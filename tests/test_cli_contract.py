@@ -84,7 +84,7 @@ def test_pretrain_export_is_zhtw_export(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_old_spellings_still_work_with_a_note(caplog: pytest.LogCaptureFixture) -> None:
-    from zhtw.pretrain.export import _parser as export_parser
+    from zhtw.pretrain.export.merge import _parser as export_parser
     from zhtw.tokenizer.cli import _parser as tok_parser
 
     args = tok_parser().parse_args(["build", "--base", "b", "--corpus", "c", "--output", "o", "--num-threads", "3"])

@@ -299,7 +299,7 @@ def test_gguf_read_back(exported, tiny):
     from safetensors.torch import load_file
     from sentencepiece import sentencepiece_model_pb2 as pb
 
-    from zhtw.pretrain.gguf_export import permute_qk
+    from zhtw.pretrain.export.gguf_writer import permute_qk
 
     out, meta = exported
     reader = GGUFReader(str(out / meta["gguf"]["file"]))
@@ -386,7 +386,7 @@ def test_llama_cpp_tokenises_and_scores_like_transformers(exported, tiny):
 
 def test_base_model_id_from_the_base_config_not_the_folder(tiny, tmp_path):
     """`_name_or_path` of the base's own config.json names the base; a local path there is not a hub id."""
-    from zhtw.pretrain.model_card import model_identity
+    from zhtw.pretrain.export.model_card import model_identity
 
     base = tmp_path / "my-local-folder"
     base.mkdir()
@@ -411,7 +411,7 @@ def test_export_metadata_is_typed_and_versioned(exported):
 
 def test_model_card_says_before_training_only_for_a_step_0_evaluation():
     """A resumed run's first logged evaluation is not 'before training': the card names its step instead."""
-    from zhtw.pretrain.model_card import _first_eval_label
+    from zhtw.pretrain.export.model_card import _first_eval_label
 
     assert _first_eval_label({"first_eval_step": 0}) == "before training"
     assert _first_eval_label({"first_eval_step": 500}) == "at the first evaluation, step 500"

@@ -147,7 +147,7 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 
 def test_every_stage_error_is_a_zhtw_error():
     from zhtw.pretrain.data import DataError
-    from zhtw.pretrain.gguf_export import GGUFExportError
+    from zhtw.pretrain.export.gguf_writer import GGUFExportError
     from zhtw.pretrain.prepare import PrepareError
     from zhtw.pretrain.train import TrainError
 
@@ -482,6 +482,19 @@ def test_damaged_adapter_files_are_one_line_errors(tiny, run, tmp_path, capsys):
     report = ["--model", str(tiny / "prepared"), "--adapter", str(run / "adapter"), "--output",
               str(tmp_path / "out"), "--tokenizer-report", str(tmp_path / "nope.json")]  # fmt: skip
     assert "--tokenizer-report" in _fails(export_main, report, capsys, 1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_training_summary_is_one_line_at_export(tiny, run, tmp_path, capsys):
+    """A training_summary.json whose values have the wrong type is refused by name, not used half-way."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    summary = json.loads((copy / "training_summary.json").read_text(encoding="utf-8"))
+    summary["final"] = "oops"
+    (copy / "training_summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    argv = ["--model", str(tiny / "prepared"), "--adapter", str(copy / "adapter"), "--output", str(tmp_path / "out")]
+    line = _fails(export_main, argv, capsys, 1)
+    assert "training_summary.json" in line and "'final'" in line
     assert not (tmp_path / "out").exists()
 
 

@@ -402,3 +402,15 @@ def test_cli_default_vocab_size_is_the_builds() -> None:
     from zhtw.tokenizer import cli
 
     assert cli.DEFAULT_VOCAB_SIZE == build_module.DEFAULT_VOCAB_SIZE
+
+
+def test_verify_does_not_import_build():
+    """The build <-> verify import cycle stays broken: verify reads metadata through tokenizer/meta.py."""
+    import ast
+
+    from zhtw.tokenizer import verify
+
+    tree = ast.parse(Path(verify.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "zhtw.tokenizer.build" not in imported

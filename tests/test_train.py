@@ -279,7 +279,7 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_summary_and_card_have_the_before_after_bits_per_char_table(trained):
-    from zhtw.pretrain.model_card import bits_per_char_rows
+    from zhtw.pretrain.export.model_card import bits_per_char_rows
 
     table = json.loads((trained / "training_summary.json").read_text())["bits_per_char"]
     assert set(table) == {"files", "base", "prepared_step0", "trained"}

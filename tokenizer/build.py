@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -35,7 +34,9 @@ from zhtw.common.fsutil import (
 from zhtw.tokenizer.errors import MetadataError, OutputExistsError, UsageError
 from zhtw.tokenizer.hf import HF_FILES, write_hf_files
 from zhtw.tokenizer.merge import candidate_pieces, merged_proto, reachable, select_by_savings
-from zhtw.tokenizer.meta import TokenizerMeta
+from zhtw.tokenizer.meta import TOKENIZER_FORMAT as FORMAT
+from zhtw.tokenizer.meta import TOKENIZER_METADATA as METADATA
+from zhtw.tokenizer.meta import TokenizerMeta, read_metadata
 from zhtw.tokenizer.spmodel import BaseTokenizer, ModelProto, files_intact, sha256_file
 from zhtw.tokenizer.train import (
     CorpusSample,
@@ -44,13 +45,12 @@ from zhtw.tokenizer.train import (
     train_candidates,
     training_request,
 )
+from zhtw.tokenizer.verify import default_texts, verify_dir
 
 Log = Callable[[str], None]
 
-METADATA = "zhtw_tokenizer.json"
 CANDIDATES = "candidates.model"
 SELECTIONS = ("savings", "learned-order")
-FORMAT = "zhtw-tokenizer/1"
 DEFAULT_VOCAB_SIZE = 61440
 MAX_VOCAB_SIZE = 1 << 20
 COMMAND = "zhtw-tok build"
@@ -161,24 +161,6 @@ def build_inputs(cfg: BuildConfig, base: BaseTokenizer, files: list[str]) -> dic
         "settings": cfg.settings(),
         "zhtw_version": library_versions()["zhtw"],
     }
-
-
-def read_metadata(directory: str | Path) -> dict[str, Any] | None:
-    """The build's metadata, None when absent; an empty, damaged or foreign file raises `MetadataError`."""
-    path = Path(directory) / METADATA
-    if not path.is_file():
-        return None
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MetadataError(
-            f"{show_path(path)} is unreadable ({e}); rebuild with zhtw-tok build --overwrite."
-        ) from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise MetadataError(
-            f"{show_path(path)} is not a {FORMAT} metadata file; rebuild with zhtw-tok build --overwrite."
-        )
-    return meta
 
 
 def _metadata_or_none(out: Path) -> dict[str, Any] | None:
@@ -434,8 +416,6 @@ def build_sentencepiece(
         written.append(CANDIDATES)
     meta = _metadata(cfg, base, proto, selection, sample, run, select_seconds)
     if cfg.verify:
-        from zhtw.tokenizer.verify import default_texts, verify_dir
-
         t0 = time.perf_counter()
         texts = default_texts() + list(sample.heldout[:200])
         report = verify_dir(out, texts, base=base, metadata={"format": FORMAT, **meta})

@@ -37,6 +37,7 @@ from zhtw.corpus.readers import InputError
 from zhtw.tokenizer.charclass import has_zh
 from zhtw.tokenizer.errors import MetadataError, UnsupportedBaseError, VerificationError
 from zhtw.tokenizer.hf import HF_FILES, bpe_merges, llama_class_compatible
+from zhtw.tokenizer.meta import read_metadata
 from zhtw.tokenizer.spmodel import (
     NORMAL,
     BaseTokenizer,
@@ -399,8 +400,6 @@ def verify_dir(
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Check every invariant of `directory`; return counts, or raise `VerificationError`."""
-    from zhtw.tokenizer.build import read_metadata
-
     directory = Path(directory)
     if not directory.is_dir():
         raise VerificationError(
@@ -458,8 +457,6 @@ def corpus_sample(metadata: dict[str, Any] | None) -> list[str]:
 
 def verify_paths(directory: str | Path, text_paths: Sequence[str], base: str | None = None) -> dict[str, Any]:
     """CLI helper: default texts, every document of `text_paths`, Chinese documents of the recorded corpus."""
-    from zhtw.tokenizer.build import read_metadata
-
     texts = default_texts()
     for path in text_paths:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from zhtw.common.errors import ZhtwError
 from zhtw.common.fsutil import atomic_write_text
+from zhtw.pretrain.train_summary import TrainSummary
 from zhtw.tokenizer.meta import TokenizerMeta
 
 __all__ = [
@@ -89,7 +90,7 @@ def _report_path(prepare: dict[str, Any], given: str | Path | None) -> Path | No
     if given:
         path = Path(given).expanduser()
         if not path.is_file():
-            from zhtw.pretrain.export import ExportError
+            from zhtw.pretrain.export.merge import ExportError
 
             raise ExportError(
                 f"--tokenizer-report {path} does not exist; pass the eval.json of `zhtw-tok eval`."
@@ -250,8 +251,8 @@ def loss_by_step(history: Sequence[dict[str, Any]]) -> list[tuple[int, float | N
     return rows
 
 
-def _hyperparameters(summary: dict[str, Any]) -> list[tuple[str, Any]]:
-    opt, args = summary.get("options", {}), summary.get("training_args", {})
+def _hyperparameters(summary: TrainSummary) -> list[tuple[str, Any]]:
+    opt, args = summary.options, summary.get("training_args", {})
     s2 = summary.get("s2attn", {})
     params = summary.get("parameters", {})
     warmup = args.get("warmup_steps") or args.get("warmup_ratio")
@@ -297,7 +298,7 @@ def _card_body(
     name: str,
     prepare: dict[str, Any],
     tok_meta: dict[str, Any],
-    summary: dict[str, Any] | None,
+    summary: TrainSummary | None,
     export_meta: dict[str, Any],
     compression: list[dict[str, Any]],
     compression_source: str,
@@ -355,7 +356,7 @@ def _card_body(
 
     parts.append("## Training")
     if summary:
-        opt = summary.get("options", {})
+        opt = summary.options
         data = summary.get("data") or {}
         parts.append(
             f"Continued pretraining on {_fmt(opt.get('data_files'))} "
@@ -363,20 +364,20 @@ def _card_body(
             f"{_fmt(data.get('tokens_eval'))} held-out tokens after packing)."
         )
         parts += _mixture_line(data)
-        if summary.get("bits_per_char"):
+        if summary.bits_per_char:
             parts += [
                 "### Bits per character on held-out text (lower is better; comparable across tokenizers)",
                 _table(["text", "base model", "prepared, step 0", "trained"],
-                       bits_per_char_rows(summary["bits_per_char"]), "lrrr"),
+                       bits_per_char_rows(summary.bits_per_char), "lrrr"),
             ]  # fmt: skip
         parts += ["### Training hyperparameters", _table(["hyperparameter", "value"],
                   [(k, _fmt(v)) for k, v in _hyperparameters(summary)], "lr")]  # fmt: skip
-        final = summary.get("final") or {}
+        final = summary.final
         parts += [
             "### Training results",
             _table(
                 ["step", "training loss", "evaluation loss"],
-                [(s, _fmt(t), _fmt(e)) for s, t, e in loss_by_step(summary.get("log_history") or [])],
+                [(s, _fmt(t), _fmt(e)) for s, t, e in loss_by_step(summary.log_history)],
                 "rrr",
             ),
             f"Final: training loss {_fmt(final.get('train_loss'))}, evaluation loss {_fmt(final.get('eval_loss'))} "
@@ -402,7 +403,7 @@ def _card_body(
             f"{100 * float(check.get('top1_agreement', 0)):.1f}%, no NaN."
         )
 
-    versions = dict((summary or {}).get("versions") or {})
+    versions = dict((summary.get("versions") if summary else None) or {})
     versions.update({k: v for k, v in (export_meta.get("versions") or {}).items() if v != "not installed"})
     parts += [
         "## Framework versions",
@@ -426,7 +427,7 @@ def _card_body(
 def write_model_card(
     out: Path,
     prepare: dict[str, Any],
-    summary: dict[str, Any] | None,
+    summary: TrainSummary | None,
     export_meta: dict[str, Any],
     tokenizer_report: str | Path | None = None,
     identity: ModelIdentity | None = None,
@@ -456,7 +457,7 @@ def write_model_card(
     else:
         compression, source = [], ""
     if not compression:
-        opts = (summary or {}).get("options") or {}
+        opts = summary.options if summary else {}
         texts = _sample_texts(opts.get("data_files") or [], opts.get("text_key") or "text")
         compression = measure_compression(
             Path(str(prepare.get("base_model", ""))), out, texts, "training text sample"
@@ -464,10 +465,8 @@ def write_model_card(
         source = f"measured on {sum(len(t) for t in texts):,} characters of the training text"
 
     has_plot = False
-    if summary and summary.get("adapter_path"):
-        plot = Path(summary["adapter_path"]).parent / (
-            (summary.get("files") or {}).get("loss_plot") or "loss.png"
-        )
+    if summary and summary.adapter_path:
+        plot = Path(summary.adapter_path).parent / (summary.files.get("loss_plot") or "loss.png")
         if plot.is_file():
             shutil.copyfile(plot, out / "loss.png")
             has_plot = True
@@ -493,7 +492,7 @@ def write_model_card(
         "compression": compression,
         "compression_source": source,
         "loss_plot": "loss.png" if has_plot else None,
-        "results_rows": len(loss_by_step((summary or {}).get("log_history") or [])),
+        "results_rows": len(loss_by_step(summary.log_history if summary else [])),
         "name": identity.name,
         "base_model": identity.base_model,
         "datasets": list(identity.datasets),

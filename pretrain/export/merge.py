@@ -27,7 +27,6 @@ import math
 import re
 import resource
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from zhtw.pretrain.model_card import ModelIdentity
+    from zhtw.pretrain.export.model_card import ModelIdentity
 
 from zhtw.common.cli import DTYPE_ALIASES, ArgumentParser, add_common_options, parse_dtype, run_main
 from zhtw.common.cli import DTYPES as COMMON_DTYPES
@@ -47,7 +46,7 @@ from zhtw.common.fsutil import (
     output_lock,
     show_path,
 )
-from zhtw.common.meta import ArtifactMeta, typed
+from zhtw.common.meta import ArtifactMeta, MetadataError, typed
 from zhtw.pretrain.prepare import (
     ADAPTER_RECORD,
     check_replaceable,
@@ -56,6 +55,7 @@ from zhtw.pretrain.prepare import (
     output_entries,
     prepared_identity,
 )
+from zhtw.pretrain.train_summary import SUMMARY_FILE, TrainSummary
 
 __all__ = [
     "DTYPES",
@@ -87,7 +87,6 @@ GGUF_TYPES: tuple[str, ...] = ("f16", "q8_0", "none")
 STANDARD_ATTENTION = "sdpa"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-SUMMARY_FILE = "training_summary.json"
 TOKENIZER_FILES: tuple[str, ...] = (
     "tokenizer.model",
     "tokenizer.json",
@@ -160,7 +159,7 @@ class AdapterInfo:
     directory: Path
     config: dict[str, Any]
     shapes: dict[str, tuple[int, ...]]
-    summary: dict[str, Any] | None = None
+    summary: TrainSummary | None = None
     summary_path: Path | None = None
     lora: dict[str, tuple[str, str]] = field(default_factory=dict)  # module -> (A key, B key)
     rows: dict[str, str] = field(default_factory=dict)  # module -> trainable_tokens_delta key
@@ -234,6 +233,14 @@ def find_training_summary(adapter_dir: Path) -> Path | None:
     return None
 
 
+def _read_summary(path: Path) -> TrainSummary:
+    """The run's summary through its typed class; `ExportError` naming the file when it is damaged or foreign."""
+    try:
+        return TrainSummary.read(path.parent)
+    except MetadataError as e:
+        raise ExportError(f"{e} Or move it away to export without the training record.") from e
+
+
 def inspect_adapter(path: str | Path) -> AdapterInfo:
     """Read an adapter's config and tensor header (no weights) and sort its tensors into LoRA / rows / full."""
     from safetensors import safe_open
@@ -273,7 +280,7 @@ def inspect_adapter(path: str | Path) -> AdapterInfo:
             "short. Export another checkpoint (--adapter OUTPUT_DIR/checkpoint-N)."
         ) from e
     summary_path = find_training_summary(directory)
-    summary = _read_json(summary_path, "rerun training or move the file away") if summary_path else None
+    summary = _read_summary(summary_path) if summary_path else None
     info = AdapterInfo(directory, config, shapes, summary, summary_path)
     for key in shapes:
         name = key.removeprefix("base_model.model.")
@@ -370,8 +377,8 @@ def _adapter_base_description(info: AdapterInfo) -> tuple[str, dict[str, Any] | 
     recorded = None
     meta = None
     if info.summary:
-        recorded = info.summary.get("prepared_model")
-        meta = info.summary.get("prepare_metadata")
+        recorded = info.summary.prepared_model
+        meta = info.summary.prepare_metadata or None
     recorded = recorded or info.config.get("base_model_name_or_path")
     cfg = None
     if recorded and (Path(recorded) / "config.json").is_file():
@@ -459,11 +466,11 @@ def _recorded_identity(info: AdapterInfo) -> tuple[str | None, str, str]:
     if record.is_file():
         data = _read_json(record, "retrain, or pass --force to merge without the identity check")
         return data.get("prepared_model_identity"), show_path(record), str(data.get("prepared_model"))
-    summary = info.summary or {}
-    identity = summary.get("prepared_model_identity")
-    if identity is None and (summary.get("prepare_metadata") or {}).get("files"):
-        identity = prepared_identity(summary["prepare_metadata"])  # a summary from before the identity field
-    return identity, show_path(info.summary_path or info.directory), str(summary.get("prepared_model"))
+    summary = info.summary or TrainSummary()
+    identity = summary.prepared_model_identity
+    if identity is None and summary.prepare_metadata.get("files"):
+        identity = prepared_identity(summary.prepare_metadata)  # a summary from before the identity field
+    return identity, show_path(info.summary_path or info.directory), str(summary.prepared_model)
 
 
 def check_same_prepared_model(model: ModelFiles, info: AdapterInfo) -> None:
@@ -843,7 +850,7 @@ def export(
         f"{len(info.full)} fully trained tensors; fits {model.directory} ({model.describe()})"
     )
     _check_output(out, overwrite)
-    from zhtw.pretrain.model_card import model_identity
+    from zhtw.pretrain.export.model_card import model_identity
 
     identity = model_identity(model.prepare, base_model_id, license, datasets or ())
     with output_lock(out, command=COMMAND):
@@ -929,7 +936,7 @@ def _write_export(
     }
 
     if gguf != "none":
-        from zhtw.pretrain.gguf_export import GGUFExportError, write_gguf
+        from zhtw.pretrain.export.gguf_writer import GGUFExportError, write_gguf
 
         t = time.perf_counter()
         try:
@@ -939,7 +946,7 @@ def _write_export(
         meta["gguf"]["seconds"] = round(time.perf_counter() - t, 2)
         meta["peak_rss_mb"]["gguf"] = round(_peak_rss_mb(), 1)
 
-    from zhtw.pretrain.model_card import ModelCardError, write_model_card
+    from zhtw.pretrain.export.model_card import ModelCardError, write_model_card
 
     try:
         meta["model_card"] = write_model_card(
@@ -1067,7 +1074,3 @@ def _run(args: argparse.Namespace) -> None:
     gguf = (meta.get("gguf") or {}).get("file")
     print(f"exported model: {show_path(out)} (card {show_path(out / 'README.md')}, metadata "
           f"{show_path(out / EXPORT_METADATA)}{', GGUF ' + show_path(out / gguf) if gguf else ''})")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
