@@ -1384,7 +1384,7 @@ def wide_range(values: list[float]) -> bool:
 
 
 _FRONT_FLAGS = ("--version", "--debug")
-_SPELLINGS = {"--dry-run": "--dry_run", "--tokenizer": "--tokenizer_path", "-q": "--quiet"}
+_SPELLINGS = {"--dry-run": "--dry_run", "--tokenizer": "--tokenizer_path", "-q": "--quiet", "--output": "--output_dir"}
 
 
 def main(argv: list[str] | None = None) -> int:

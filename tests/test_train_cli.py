@@ -301,6 +301,18 @@ def test_any_artifact_of_an_earlier_run_is_refused(tiny, tmp_path, capsys, artif
     assert sorted(p.name for p in out.iterdir()) == [artifact]
 
 
+def test_output_is_the_same_option_as_output_dir(tiny, tmp_path, capsys):
+    """`--output` (the spelling every other command uses) names the training output directory too."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "loss.png").write_text("an earlier run")
+    argv = _argv(tiny, tmp_path / "elsewhere")
+    argv[argv.index("--output_dir")] = "--output"
+    argv[argv.index("--output") + 1] = str(out)
+    assert main(argv) == 1
+    assert str(out) in _one_line_error(capsys)  # refused for *that* directory: --output reached output_dir
+
+
 def test_resume_says_which_checkpoint_and_step(tiny, run, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(run["out"], out)
