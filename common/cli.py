@@ -155,7 +155,8 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: 
     parser.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, help=argparse.SUPPRESS, **kwargs)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 or a negative count of workers or tasks is a usage error)."""
     try:
         value = int(text)
     except ValueError:
@@ -169,9 +170,9 @@ def add_workers_option(
     parser: argparse.ArgumentParser, *, default: int | None, help: str, old: Sequence[str] = ()
 ) -> None:
     """`--workers N` (`-w`): the one spelling of processes/threads; `old` spellings still work with a note."""
-    parser.add_argument("--workers", "-w", type=_positive_int, default=default, help=help)
+    parser.add_argument("--workers", "-w", type=positive_int, default=default, help=help)
     for spelling in old:
-        deprecated_alias(parser, spelling, "--workers", "workers", type=_positive_int)
+        deprecated_alias(parser, spelling, "--workers", "workers", type=positive_int)
 
 
 def parse_dtype(text: str) -> str:

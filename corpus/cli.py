@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from zhtw.common.cli import ArgumentParser, add_common_options, add_workers_option, run_main
+from zhtw.common.cli import ArgumentParser, add_common_options, add_workers_option, positive_int, run_main
 from zhtw.common.fsutil import show_path
 from zhtw.corpus.config import load_config
 from zhtw.corpus.pipeline import (
@@ -37,17 +37,6 @@ The default settings are in corpus/default.yaml (zhtw/corpus/default.yaml when i
 and change what you need. Rerunning the same command resumes a killed run; a finished run reruns
 as a no-op.
 """
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (0 or a negative count of workers or tasks is a usage error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,42 +6,7 @@ so it never shadows the `gguf` library). The public API of the merge is re-expor
 `zhtw.pretrain.export.export` / `.main` and the `zhtw-export` entry point keep their names.
 """
 
-from zhtw.pretrain.export.merge import (
-    DTYPES,
-    EXPORT_FORMAT,
-    EXPORT_METADATA,
-    GGUF_TYPES,
-    SAMPLE_TEXTS,
-    AdapterInfo,
-    AdapterMismatchError,
-    ExportError,
-    ExportMeta,
-    VerificationError,
-    check_adapter_fits,
-    export,
-    find_training_summary,
-    inspect_adapter,
-    main,
-    merge_to_shards,
-    verify_export,
-)
+from zhtw.pretrain.export import merge as _merge
+from zhtw.pretrain.export.merge import *  # noqa: F403  (the public API, listed once in merge.__all__)
 
-__all__ = [
-    "DTYPES",
-    "EXPORT_FORMAT",
-    "EXPORT_METADATA",
-    "ExportMeta",
-    "GGUF_TYPES",
-    "SAMPLE_TEXTS",
-    "AdapterInfo",
-    "AdapterMismatchError",
-    "ExportError",
-    "VerificationError",
-    "check_adapter_fits",
-    "export",
-    "find_training_summary",
-    "inspect_adapter",
-    "main",
-    "merge_to_shards",
-    "verify_export",
-]
+__all__ = list(_merge.__all__)
